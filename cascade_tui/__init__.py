@@ -1,0 +1,3 @@
+"""cascade-tui: utility-driven speculative decoding for Mixture-of-Experts LLMs."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from cascade_tui.cli import main
+
+main()
