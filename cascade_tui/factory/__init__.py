@@ -1,8 +1,39 @@
 """Model factory: small GGUF models (MoE targets, dense drafters) with a real BPE tokenizer.
 
 Everything here is generated (seeded random or caller-provided weights); nothing is downloaded.
+
+    from cascade_tui.factory import write_model
+    target = write_model("/tmp/t.gguf", arch="qwen3moe", n_expert=8, n_expert_used=2)
+    drafter = write_model("/tmp/d.gguf", arch="llama", n_expert=0, n_layer=1)
 """
 
+from .gguf_models import (
+    ARCHS,
+    DENSE_ARCHS,
+    MOE_NORM_TOPK,
+    NORM_EPS,
+    ROPE_STYLE,
+    moe_layer_ids,
+    permute_qk,
+    tensor_shapes,
+    write_model,
+)
 from .tokenizer import BPEVocab, EOS_TEXT, default_vocab, encode_fast, hf_tokenizer, load_vocab
 
-__all__ = ["BPEVocab", "EOS_TEXT", "default_vocab", "encode_fast", "hf_tokenizer", "load_vocab"]
+__all__ = [
+    "ARCHS",
+    "BPEVocab",
+    "DENSE_ARCHS",
+    "EOS_TEXT",
+    "MOE_NORM_TOPK",
+    "NORM_EPS",
+    "ROPE_STYLE",
+    "default_vocab",
+    "encode_fast",
+    "hf_tokenizer",
+    "load_vocab",
+    "moe_layer_ids",
+    "permute_qk",
+    "tensor_shapes",
+    "write_model",
+]
