@@ -1,0 +1,29 @@
+"""The speculative decoding engine: owns the loop, timing, acceptance and KV rollback, and
+reports each step as an event. It sees models only through ``backends.base``."""
+
+from cascade_tui.engine.control import Cancel, SetParam, SwitchPolicy
+from cascade_tui.engine.decoder import EngineError, GenerationConfig, SpeculativeDecoder, unique_experts
+from cascade_tui.engine.events import (
+    EndEvent,
+    Event,
+    IterationEvent,
+    ParamEvent,
+    PhaseEvent,
+    StartEvent,
+)
+
+__all__ = [
+    "Cancel",
+    "EndEvent",
+    "EngineError",
+    "Event",
+    "GenerationConfig",
+    "IterationEvent",
+    "ParamEvent",
+    "PhaseEvent",
+    "SetParam",
+    "SpeculativeDecoder",
+    "StartEvent",
+    "SwitchPolicy",
+    "unique_experts",
+]

@@ -1,0 +1,270 @@
+"""The speculative decoding loop: draft -> verify -> accept -> rollback, one event per iteration.
+
+Invariants the target's KV cache keeps: it holds every committed token except the last one
+(``context[-1]``), whose logits the next iteration needs. An iteration therefore verifies the batch
+``[context[-1]] + drafted`` (K + 1 tokens) in one ``eval`` and afterwards rolls the cache back to
+the committed prefix. K = 0 is exactly plain decoding, through the same code.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+
+from backends.base import Draft, Drafter, Target
+from cascade_tui.engine.acceptance import verify_greedy, verify_sampling
+from cascade_tui.engine.control import Cancel, ControlChannel, ControlMessage, SetParam, SwitchPolicy
+from cascade_tui.engine.events import (
+    EndEvent,
+    Event,
+    IterationEvent,
+    ParamEvent,
+    PhaseEvent,
+    StartEvent,
+)
+from cascade_tui.engine.text import TextStream
+from cascade_tui.policy import Observation, Policy, PolicyError, make_policy
+
+
+class EngineError(Exception):
+    """A request the engine cannot run (e.g. the prompt does not fit the context). One line."""
+
+
+@dataclass
+class GenerationConfig:
+    max_tokens: int = 128
+    temperature: float = 0.0  # 0 = greedy
+    seed: int = 0
+    stop_at_eos: bool = True
+
+
+def unique_experts(routing: np.ndarray | None) -> float | None:
+    """Mean over MoE layers of the number of distinct experts the batch touched."""
+    if routing is None or routing.size == 0:
+        return None
+    return float(np.mean([len(np.unique(layer)) for layer in routing]))
+
+
+class SpeculativeDecoder:
+    """Runs requests against one target (+ optional drafter) under a policy.
+
+    ``generate`` is a generator of events; consumers (CLI, TUI worker, recorder, bench) iterate
+    it. ``send`` may be called from any thread; messages take effect between iterations.
+    """
+
+    def __init__(
+        self,
+        target: Target,
+        drafter: Drafter | None,
+        policy: Policy,
+        *,
+        clock: Callable[[], float] = time.perf_counter,
+    ):
+        self.target = target
+        self.drafter = drafter
+        self.policy = policy
+        self.clock = clock
+        self.control = ControlChannel()
+        self._cached: list[int] = []  # tokens in the target's KV cache
+        self._seq = 0
+        self._t0 = 0.0
+
+    # -- control -----------------------------------------------------------------------------
+    def send(self, msg: ControlMessage) -> None:
+        self.control.send(msg)
+
+    def cancel(self) -> None:
+        self.send(Cancel())
+
+    def _apply_control(self) -> tuple[list[Event], bool]:
+        events: list[Event] = []
+        cancelled = False
+        for msg in self.control.drain():
+            if isinstance(msg, Cancel):
+                cancelled = True
+            elif isinstance(msg, SetParam):
+                try:
+                    value = self.policy.set(msg.key, msg.value)
+                    events.append(self._stamp(ParamEvent(key=msg.key, value=value, policy=self.policy.label)))
+                except PolicyError as e:
+                    events.append(self._stamp(ParamEvent(key=msg.key, value=msg.value, ok=False, error=str(e), policy=self.policy.label)))
+            elif isinstance(msg, SwitchPolicy):
+                try:
+                    self.policy = make_policy(msg.spec, msg.params)
+                    events.append(self._stamp(ParamEvent(key="policy", value=msg.spec, policy=self.policy.label)))
+                except PolicyError as e:
+                    events.append(self._stamp(ParamEvent(key="policy", value=msg.spec, ok=False, error=str(e), policy=self.policy.label)))
+        return events, cancelled
+
+    def _stamp(self, ev: Event) -> Event:
+        ev.seq = self._seq
+        ev.t = self.clock() - self._t0
+        self._seq += 1
+        return ev
+
+    # -- the loop ----------------------------------------------------------------------------
+    def generate(self, prompt: str | Sequence[int], config: GenerationConfig | None = None) -> Iterator[Event]:
+        cfg = config or GenerationConfig()
+        target = self.target
+        ids = target.tokenize(prompt) if isinstance(prompt, str) else list(prompt)
+        if not ids:
+            raise EngineError("the prompt is empty")
+        if len(ids) >= target.n_ctx:
+            raise EngineError(
+                f"the prompt is {len(ids)} tokens but the context holds {target.n_ctx}; "
+                "use a shorter prompt or a larger --ctx"
+            )
+        self._seq = 0
+        self._t0 = self.clock()
+        rng = np.random.default_rng(cfg.seed)
+        self.policy.reset()
+        if self.drafter is not None:
+            self.drafter.reset()
+
+        # prefill, reusing what the cache already holds from the previous request
+        keep = 0
+        while keep < min(len(self._cached), len(ids) - 1) and self._cached[keep] == ids[keep]:
+            keep += 1
+        target.truncate(keep)
+        self._cached = self._cached[:keep]
+        t = self.clock()
+        if len(ids) - 1 > keep:
+            target.eval(ids[keep:-1])
+        self._cached = list(ids[:-1])
+        prefill_s = self.clock() - t
+        yield self._stamp(
+            StartEvent(
+                prompt_tokens=len(ids),
+                reused_tokens=keep,
+                prefill_s=prefill_s,
+                policy=self.policy.label,
+                params=self.policy.params,
+                temperature=cfg.temperature,
+                max_tokens=cfg.max_tokens,
+            )
+        )
+
+        context = list(ids)
+        generated: list[int] = []
+        stream = TextStream(target.token_bytes)
+        eos = target.eos_ids if cfg.stop_at_eos else frozenset()
+        phase = ""
+        iteration = 0
+        reason = "max_tokens"
+        while True:
+            events, cancelled = self._apply_control()
+            yield from events
+            if cancelled:
+                reason = "cancelled"
+                break
+            remaining = cfg.max_tokens - len(generated)
+            if remaining <= 0:
+                reason = "max_tokens"
+                break
+            room = target.n_ctx - len(self._cached) - 1  # drafts that fit after context[-1]
+            if room < 0:
+                reason = "context"
+                break
+
+            decision = self.policy.decide()
+            k = max(0, min(decision.k, room, remaining - 1))
+            if self.drafter is None:
+                k = 0
+            if decision.phase != phase:
+                yield self._stamp(
+                    PhaseEvent(phase=decision.phase, previous=phase, k=decision.k, state=_policy_state(self.policy))
+                )
+                phase = decision.phase
+
+            t_start = self.clock()
+            draft = self.drafter.propose(context, k, cfg.temperature, rng) if k > 0 else Draft([])
+            drafted = list(draft.tokens[:k])
+            t_drafted = self.clock()
+            out = target.eval([context[-1], *drafted])
+            t_verified = self.clock()
+            if cfg.temperature > 0:
+                probs = None if draft.probs is None else draft.probs[: len(drafted)]
+                n_acc, nxt = verify_sampling(out.logits, drafted, probs, cfg.temperature, rng)
+            else:
+                n_acc, nxt = verify_greedy(out.logits, drafted)
+            emitted = [*drafted[:n_acc], nxt]
+            # roll back: keep context[-1] and the accepted drafts; ``nxt`` is not evaluated yet
+            self._cached.extend([context[-1], *drafted[:n_acc]])
+            target.truncate(len(self._cached))
+
+            stop = False
+            for i, tok in enumerate(emitted):
+                if tok in eos:
+                    emitted, stop, reason = emitted[:i], True, "eos"
+                    break
+            if len(emitted) >= remaining:
+                emitted = emitted[:remaining]
+                if not stop:
+                    stop, reason = True, "max_tokens"
+            context.extend(emitted)
+            generated.extend(emitted)
+            text = stream.feed(emitted)
+            t_end = self.clock()
+
+            uniq = unique_experts(out.routing)
+            obs = Observation(
+                k=k,
+                drafted=len(drafted),
+                accepted=n_acc,
+                draft_s=t_drafted - t_start,
+                verify_s=t_verified - t_drafted,
+                iter_s=t_end - t_start,
+                unique_experts=uniq,
+            )
+            self.policy.observe(obs)
+            yield self._stamp(
+                IterationEvent(
+                    index=iteration,
+                    k=k,
+                    drafted=drafted,
+                    accepted=n_acc,
+                    emitted=emitted,
+                    text=text,
+                    draft_s=obs.draft_s,
+                    verify_s=obs.verify_s,
+                    iter_s=obs.iter_s,
+                    utility=self.policy.utility(),
+                    phase=decision.phase,
+                    unique_experts=uniq,
+                    routing=out.routing,
+                    n_past=len(self._cached),
+                )
+            )
+            iteration += 1
+            if stop:
+                break
+
+        yield self._stamp(
+            EndEvent(
+                reason=reason,
+                generated_tokens=len(generated),
+                iterations=iteration,
+                wall_s=self.clock() - self._t0,
+                text=target.detokenize(generated),
+            )
+        )
+
+    def run(self, prompt: str | Sequence[int], config: GenerationConfig | None = None,
+            on_event: Callable[[Event], None] | None = None) -> EndEvent:
+        """Run a whole request; return the final event."""
+        end = None
+        for ev in self.generate(prompt, config):
+            if on_event is not None:
+                on_event(ev)
+            if isinstance(ev, EndEvent):
+                end = ev
+        assert end is not None
+        return end
+
+
+def _policy_state(policy: Policy) -> dict:
+    state = getattr(policy, "state", None)
+    return state() if callable(state) else {}

@@ -1,0 +1,177 @@
+"""What every speculation policy is: pure decision logic, no I/O, no clock, no backend.
+
+The engine asks :meth:`Policy.decide` for the next K before each iteration, runs the iteration,
+and reports what happened through :meth:`Policy.observe`. Parameters are declared with
+:class:`Param` so the CLI (``--set``), the TUI and recordings can list, validate and change them.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+
+class PolicyError(ValueError):
+    """A bad policy name or parameter value. The message is one line meant for the user."""
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    type: type  # int, float or bool
+    default: Any
+    min: float | None = None
+    max: float | None = None
+    help: str = ""
+
+    def coerce(self, value: Any) -> Any:
+        """Turn ``value`` (possibly a string from the command line) into a valid value or raise
+        :class:`PolicyError` naming the parameter, the value and what is allowed."""
+        try:
+            if self.type is bool:
+                if isinstance(value, str):
+                    low = value.strip().lower()
+                    if low in ("1", "true", "yes", "on"):
+                        v = True
+                    elif low in ("0", "false", "no", "off"):
+                        v = False
+                    else:
+                        raise ValueError
+                else:
+                    v = bool(value)
+            elif self.type is int:
+                if isinstance(value, float) and not value.is_integer():
+                    raise ValueError
+                if isinstance(value, bool):
+                    raise ValueError
+                v = int(str(value).strip()) if isinstance(value, str) else int(value)
+            else:
+                v = float(value)
+                if v != v:  # NaN
+                    raise ValueError
+        except (TypeError, ValueError):
+            raise PolicyError(
+                f"{self.name}: {value!r} is not a valid {self.type.__name__}{self._range_text()}"
+            ) from None
+        if self.min is not None and v < self.min or self.max is not None and v > self.max:
+            raise PolicyError(f"{self.name}: {v} is out of range{self._range_text()}")
+        return v
+
+    def _range_text(self) -> str:
+        if self.type is bool:
+            return " (true/false)"
+        lo = "-inf" if self.min is None else _fmt(self.min)
+        hi = "inf" if self.max is None else _fmt(self.max)
+        return f" (allowed {lo}..{hi})"
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name,
+            "type": self.type.__name__,
+            "default": self.default,
+            "min": self.min,
+            "max": self.max,
+            "help": self.help,
+        }
+
+
+def _fmt(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+@dataclass(frozen=True)
+class Observation:
+    """The outcome of one iteration, as the policy sees it."""
+
+    k: int  # K the policy asked for
+    drafted: int  # tokens the drafter actually proposed (<= k)
+    accepted: int  # drafted tokens the target accepted
+    draft_s: float
+    verify_s: float
+    iter_s: float  # whole iteration: draft + verify + bookkeeping
+    unique_experts: float | None = None  # mean unique experts per MoE layer, None if unknown
+
+    @property
+    def emitted(self) -> int:
+        return self.accepted + 1
+
+
+@dataclass(frozen=True)
+class Decision:
+    k: int
+    phase: str  # "off", "static", "base", "test", "set", "adaptive"
+
+
+class Policy(ABC):
+    """Base class: parameter storage and validated live updates."""
+
+    name: str = "policy"
+    PARAMS: tuple[Param, ...] = ()
+
+    def __init__(self, **overrides: Any):
+        self._spec = {p.name: p for p in self.PARAMS}
+        self._values = {p.name: p.default for p in self.PARAMS}
+        for key, value in overrides.items():  # hooks run only once the subclass is built
+            self._values[self._check_key(key)] = self._spec[key].coerce(value)
+        self._validate_all()
+
+    # -- parameters -------------------------------------------------------------------------
+    @property
+    def spec(self) -> dict[str, Param]:
+        return dict(self._spec)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self._values)
+
+    def get(self, key: str) -> Any:
+        return self._values[self._check_key(key)]
+
+    def set(self, key: str, value: Any) -> Any:
+        """Validate and apply one parameter; on any error the old value stays and
+        :class:`PolicyError` says why. Returns the new value."""
+        key = self._check_key(key)
+        new = self._spec[key].coerce(value)
+        old = self._values[key]
+        self._values[key] = new
+        try:
+            self._validate_all()
+        except PolicyError:
+            self._values[key] = old
+            raise
+        self._on_param_change(key)
+        return new
+
+    def _check_key(self, key: str) -> str:
+        if key not in self._spec:
+            known = ", ".join(sorted(self._spec)) or "none"
+            raise PolicyError(f"policy {self.name!r} has no parameter {key!r} (known: {known})")
+        return key
+
+    def _validate_all(self) -> None:
+        """Cross-parameter checks; raise PolicyError. Override where parameters interact."""
+
+    def _on_param_change(self, key: str) -> None:
+        """Hook for policies that derive state from parameters."""
+
+    @property
+    def label(self) -> str:
+        """How the policy is named on the command line (``static:3``, ``cascade``)."""
+        return self.name
+
+    # -- decisions --------------------------------------------------------------------------
+    @abstractmethod
+    def decide(self) -> Decision:
+        """K for the next iteration and the phase it belongs to."""
+
+    @abstractmethod
+    def observe(self, obs: Observation) -> None:
+        """Learn from the iteration that ran with the last decided K."""
+
+    def reset(self) -> None:
+        """Start a new request (forget per-request state, keep parameters)."""
+
+    def utility(self) -> float | None:
+        """Current estimate of the speculation utility of the K in use (None if unknown)."""
+        return None

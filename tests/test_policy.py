@@ -1,0 +1,219 @@
+"""The policies on their own, driven by scripted cost models (no engine, no backend)."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from cascade_tui.policy import (
+    CascadePolicy,
+    HeuristicPolicy,
+    Observation,
+    PolicyError,
+    make_policy,
+    parse_assignments,
+)
+
+
+def utility_cost(u_of_k: dict[int, float], t0: float = 1.0):
+    """Iteration time that makes U(K) == u_of_k[K] when every drafted token is accepted."""
+    return lambda k: t0 if k == 0 else t0 * (k + 1) / u_of_k[k]
+
+
+def simulate(policy, n_iters, cost, accept=lambda k, i: k):
+    """Run the policy for ``n_iters`` iterations. ``cost(k, i)`` may change over time."""
+    log = []
+    for i in range(n_iters):
+        d = policy.decide()
+        t = cost(d.k, i)
+        a = accept(d.k, i)
+        policy.observe(Observation(k=d.k, drafted=d.k, accepted=a, draft_s=0.0, verify_s=t, iter_s=t))
+        log.append((d.k, d.phase))
+    return log
+
+
+def set_phases(log):
+    """[(k, length)] of each maximal run of 'set' iterations."""
+    out = []
+    for phase, group in itertools.groupby(enumerate(log), key=lambda x: x[1][1]):
+        group = list(group)
+        if phase == "set":
+            out.append((group[0][1][0], len(group)))
+    return out
+
+
+def trial_phases(log):
+    out = []
+    for phase, group in itertools.groupby(log, key=lambda x: x[1]):
+        if phase == "test":
+            out.append([k for k, _ in group])
+    return out
+
+
+PEAK3 = {1: 1.3, 2: 1.6, 3: 2.0, 4: 1.5, 5: 1.2, 6: 1.0, 7: 0.9, 8: 0.8}
+ALL_BAD = {k: 0.7 for k in range(1, 33)}
+PEAK1 = {1: 1.25, 2: 1.05, 3: 0.9, 4: 0.8, 5: 0.7, 6: 0.6, 7: 0.5, 8: 0.4}
+
+
+def test_static_and_off():
+    assert make_policy("off").decide().k == 0
+    p = make_policy("static:5")
+    assert p.decide().k == 5 and p.label == "static:5"
+    p.observe(Observation(5, 5, 0, 0, 0, 1.0))
+    assert p.decide().k == 5
+
+
+@pytest.mark.parametrize("spec", ["nope", "static", "static:x", "static:-1", "static:999", "cascade:3"])
+def test_bad_policy_specs_are_refused(spec):
+    with pytest.raises(PolicyError):
+        make_policy(spec)
+
+
+def test_parse_assignments():
+    assert parse_assignments(["k_max=6", " tolerance = 0.2 "]) == {"k_max": "6", "tolerance": "0.2"}
+    with pytest.raises(PolicyError, match="KEY=VALUE"):
+        parse_assignments(["k_max"])
+
+
+def test_bad_parameter_update_is_refused_and_old_value_kept():
+    p = CascadePolicy()
+    p.set("k_max", "6")
+    assert p.get("k_max") == 6
+    for key, value in [("k_max", 0), ("k_max", "six"), ("k_max", 2.5), ("tolerance", "nan"),
+                       ("set_iters", -1), ("k_start", 7), ("nonexistent", 1)]:
+        with pytest.raises(PolicyError) as e:
+            p.set(key, value)
+        assert key in str(e.value)
+        assert p.get("k_max") == 6
+    assert p.get("k_start") == 1 and p.get("set_iters") == 16
+    # a refused update leaves the policy working exactly as before
+    log = simulate(p, 200, lambda k, i: utility_cost(PEAK3)(k))
+    assert max(k for k, _ in log) <= 6
+
+
+def test_every_constant_is_a_parameter_with_help():
+    p = CascadePolicy()
+    assert {"base_iters", "base_refresh", "test_iters", "max_trials", "set_iters", "backoff",
+            "tolerance", "k_max"} <= set(p.spec)
+    for param in p.spec.values():
+        assert param.help and param.min is not None and param.max is not None
+        assert param.coerce(param.default) == param.default
+
+
+def test_cascade_switches_speculation_off_when_it_never_pays():
+    p = CascadePolicy()
+    log = simulate(p, 3000, lambda k, i: utility_cost(ALL_BAD)(k))
+    first_test_end = next(i for i, (k, ph) in enumerate(log) if ph == "set")
+    after = log[first_test_end:]
+    zero = sum(1 for k, _ in after if k == 0)
+    assert zero / len(after) >= 0.90
+    lengths = [n for k, n in set_phases(log)]
+    assert all(k == 0 for k, _ in set_phases(log))
+    full = lengths[:-1]  # the last one is cut off by the end of the simulation
+    assert len(full) >= 5
+    assert full[0] == 32
+    for a, b in zip(full, full[1:]):
+        assert b == 2 * a
+    # it never stops re-testing: there is a test phase after every set phase
+    assert len(trial_phases(log)) >= len(full)
+
+
+def test_cascade_settles_on_the_peak_within_two_test_phases():
+    p = CascadePolicy()
+    log = simulate(p, 300, lambda k, i: utility_cost(PEAK3)(k))
+    sets = set_phases(log)
+    assert 3 in [k for k, _ in sets[:2]]
+    assert all(k == 3 for k, _ in sets[1:])  # and stays there
+    assert sets[1][1] == 16  # non-zero K: plain set phase, no back-off
+
+
+def test_cascade_finds_peak_when_starting_high():
+    p = CascadePolicy(k_start=6)
+    log = simulate(p, 400, lambda k, i: utility_cost(PEAK3)(k))
+    assert set_phases(log)[-1][0] == 3
+
+
+@pytest.mark.parametrize(
+    "before,after,expect_after",
+    [(PEAK3, ALL_BAD, 0), (ALL_BAD, PEAK3, 3), (PEAK3, PEAK1, 1), (PEAK1, PEAK3, 3)],
+)
+def test_cascade_readapts_when_costs_shift(before, after, expect_after):
+    shift = 400
+    p = CascadePolicy()
+
+    def cost(k, i):
+        return utility_cost(before if i < shift else after)(k)
+
+    log = simulate(p, 3000, cost)
+    # phase runs that start after the shift
+    runs = []
+    i = 0
+    for phase, group in itertools.groupby(log, key=lambda x: x[1]):
+        n = len(list(group))
+        if i >= shift:
+            runs.append((phase, log[i][0], n))
+        i += n
+    sets_after = [(k, n) for ph, k, n in runs if ph == "set"]
+    # within three test/set cycles it has moved to the new best K, and stays there
+    assert expect_after in [k for k, _ in sets_after[:3]]
+    idx = [k for k, _ in sets_after].index(expect_after)
+    assert all(k == expect_after for k, _ in sets_after[idx:])
+
+
+def test_cascade_refreshes_t_base_when_speculating_for_long():
+    p = CascadePolicy(base_refresh=50)
+    log = simulate(p, 600, lambda k, i: utility_cost(PEAK3)(k))
+    base_runs = [n for ph, g in itertools.groupby(log, key=lambda x: x[1]) if ph == "base" for n in [len(list(g))]]
+    assert len(base_runs) >= 5 and all(n == 3 for n in base_runs)
+
+
+def test_cascade_ignores_catch_up_iteration_after_k0():
+    # the first iteration after a K=0 stretch is slow (drafter catch-up); without the warm-up
+    # exclusion K=1 would look like U < 1 here and speculation would never start
+    p = CascadePolicy()
+    prev = {"k": 0}
+
+    def cost(k, i):
+        t = utility_cost(PEAK3)(k)
+        if k > 0 and prev["k"] == 0:
+            t += 10.0
+        prev["k"] = k
+        return t
+
+    log = simulate(p, 200, cost)
+    assert set_phases(log)[0][0] == 3
+
+
+def test_cascade_utility_estimate_matches_script():
+    p = CascadePolicy()
+    # 3 base + (1 warm-up + 4 trials x 4) test = 20 iterations, then the set phase
+    simulate(p, 30, lambda k, i: utility_cost(PEAK3)(k))
+    assert p.decide().k == 3 and p.decide().phase == "set"
+    assert p.utility() == pytest.approx(2.0, rel=1e-6)
+    st = p.state()
+    assert st["t_base"] == pytest.approx(1.0)
+    assert [t["k"] for t in st["last_test"]] == [1, 2, 3, 4]
+    # the next test phase starts from the best K seen (3), probes 4, reverses to 2, keeps 3
+    log = simulate(p, 30, lambda k, i: utility_cost(PEAK3)(k))
+    assert trial_phases(log)[0] == [3] * 4 + [4] * 4 + [2] * 4
+    assert [t["k"] for t in p.state()["last_test"]] == [3, 4, 2]
+
+
+def test_heuristic_schedule():
+    p = HeuristicPolicy(k_init=4, k_max=7)
+    assert p.decide().k == 4
+    p.observe(Observation(4, 4, 4, 0, 0, 1))  # all accepted: +2
+    assert p.decide().k == 6
+    p.observe(Observation(6, 6, 6, 0, 0, 1))
+    assert p.decide().k == 7  # bounded
+    p.observe(Observation(7, 7, 2, 0, 0, 1))  # rejection: -1
+    assert p.decide().k == 6
+    for _ in range(10):
+        p.observe(Observation(6, 6, 0, 0, 0, 1))
+    assert p.decide().k == 1  # bounded below
+    p.reset()
+    assert p.decide().k == 4
+    with pytest.raises(PolicyError):
+        p.set("k_min", 9)
+    assert p.get("k_min") == 1
