@@ -371,3 +371,21 @@ def test_permute_qk_converts_rotate_half_to_llama_rope(tmp_path):
     ll = _rope((x @ permute_qk(wq, n_head).T).reshape(n, n_head, hd), "norm")
     # same dot products between positions (the attention scores), element order aside
     assert np.allclose(np.einsum("qhd,khd->hqk", hf, hf), np.einsum("qhd,khd->hqk", ll, ll))
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen3moe"])
+def test_tied_embeddings(tmp_path, arch):
+    tied = write_model(tmp_path / "tied.gguf", arch=arch, tie_embeddings=True, seed=5)
+    assert "output.weight" not in {t.name for t in gguf.GGUFReader(tied).tensors}
+    emb = next(np.array(t.data) for t in gguf.GGUFReader(tied).tensors if t.name == "token_embd.weight")
+    untied = write_model(tmp_path / "untied.gguf", arch=arch, seed=5, weights={"output.weight": emb})
+    ids = encode_fast([TEXTS[1]])[0][:12]
+    scores = []
+    for p in (tied, untied):
+        llm = _load(p, logits_all=True)  # without it Llama.eval fills no scores (0.3.36)
+        llm.eval(ids)
+        scores.append(np.array(llm.scores[len(ids) - 1]))
+        llm.close()
+    assert np.allclose(scores[0], scores[1], atol=1e-4)
+    with pytest.raises(ValueError, match="output.weight"):
+        write_model(tmp_path / "bad.gguf", arch="qwen2moe", tie_embeddings=True)

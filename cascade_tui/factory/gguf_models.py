@@ -13,7 +13,7 @@ the *reverse* of ggml's ``ne``. Practically that is PyTorch's layout written as-
 tensor name                                    numpy shape
 =============================================  ==========================================
 ``token_embd.weight``                          ``[n_vocab, n_embd]`` (``nn.Embedding``)
-``output.weight``                              ``[n_vocab, n_embd]`` (``nn.Linear`` lm head)
+``output.weight``                              ``[n_vocab, n_embd]`` (lm head; none if tied)
 ``output_norm.weight`` / ``.bias``             ``[n_embd]``
 ``blk.N.attn_norm.weight`` / ``.bias``         ``[n_embd]``
 ``blk.N.attn_q.weight``                        ``[n_head * head_dim, n_embd]`` (Linear ``[out, in]``)
@@ -65,6 +65,8 @@ from .tokenizer import BPEVocab, default_vocab
 ARCHS: tuple[str, ...] = ("llama", "qwen2moe", "qwen3moe", "olmoe", "deepseek2", "phimoe", "gpt-oss")
 #: ``write_model(arch=..., n_expert=0)`` works for these (a dense model, e.g. a drafter).
 DENSE_ARCHS: tuple[str, ...] = ("llama",)
+#: Archs whose llama.cpp loader reuses ``token_embd`` when ``output.weight`` is absent.
+TIED_ARCHS: tuple[str, ...] = ("llama", "qwen3moe", "deepseek2")
 #: RMSNorm / LayerNorm epsilon written into every model.
 NORM_EPS = 1e-5
 #: RoPE pairing llama.cpp uses per architecture ("norm": adjacent pairs, "neox": halves).
@@ -105,6 +107,7 @@ class _Config:
     kv_lora_rank: int
     head_dim_v: int
     sliding_window: int  # gpt-oss
+    tie_embeddings: bool
 
 
 def moe_layer_ids(arch: str, n_layer: int, n_expert: int = 8, n_dense_lead: int | None = None) -> tuple[int, ...]:
@@ -136,9 +139,11 @@ def permute_qk(w: np.ndarray, n_head: int) -> np.ndarray:
 
 
 def _config(arch, n_layer, n_embd, n_head, n_head_kv, n_ff, n_expert, n_expert_used, n_ff_shared,
-            n_dense_lead, n_vocab) -> _Config:
+            n_dense_lead, n_vocab, tie_embeddings=False) -> _Config:
     if arch not in ARCHS:
         raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHS)}")
+    if tie_embeddings and arch not in TIED_ARCHS:
+        raise ValueError(f"llama.cpp's {arch!r} loader needs output.weight; tied embeddings: {TIED_ARCHS}")
     if n_expert == 0 and arch not in DENSE_ARCHS:
         raise ValueError(f"arch {arch!r} needs experts (n_expert > 0); dense models: {DENSE_ARCHS}")
     for name, v in (("n_layer", n_layer), ("n_embd", n_embd), ("n_head", n_head), ("n_ff", n_ff)):
@@ -190,7 +195,8 @@ def _config(arch, n_layer, n_embd, n_head, n_head_kv, n_ff, n_expert, n_expert_u
     return _Config(arch=arch, n_layer=n_layer, n_embd=n_embd, n_head=n_head, n_head_kv=n_head_kv,
                    n_ff=n_ff, n_expert=n_expert, n_expert_used=n_expert_used, n_ff_shared=n_ff_shared,
                    n_dense_lead=lead, n_vocab=n_vocab, head_dim=head_dim, n_rot=n_rot,
-                   kv_lora_rank=kv_lora, head_dim_v=hd_v, sliding_window=128)
+                   kv_lora_rank=kv_lora, head_dim_v=hd_v, sliding_window=128,
+                   tie_embeddings=bool(tie_embeddings))
 
 
 # --- the tensor plan: name -> (numpy shape, init kind) ----------------------------------------
@@ -269,7 +275,8 @@ def _plan(c: _Config) -> dict[str, tuple[tuple[int, ...], str]]:
     p["output_norm.weight"] = ((E,), "one")
     if layernorm:
         p["output_norm.bias"] = ((E,), "zero")
-    p["output.weight"] = ((V, E), "head")
+    if not c.tie_embeddings:
+        p["output.weight"] = ((V, E), "head")
     if layernorm:
         p["output.bias"] = ((V,), "zero")
     return p
@@ -304,11 +311,12 @@ def tensor_shapes(
     *, arch: str = "llama", n_layer: int = 2, n_embd: int = 64, n_head: int = 4,
     n_head_kv: int | None = None, n_ff: int = 128, n_expert: int = 8, n_expert_used: int = 2,
     n_ff_shared: int | None = None, n_dense_lead: int | None = None, vocab: BPEVocab | None = None,
+    tie_embeddings: bool = False,
 ) -> dict[str, tuple[int, ...]]:
     """Name -> numpy shape of every tensor ``write_model`` writes for this configuration."""
     n_vocab = (vocab or default_vocab()).n_vocab
     c = _config(arch, n_layer, n_embd, n_head, n_head_kv, n_ff, n_expert, n_expert_used,
-                n_ff_shared, n_dense_lead, n_vocab)
+                n_ff_shared, n_dense_lead, n_vocab, tie_embeddings)
     return {k: s for k, (s, _) in _plan(c).items()}
 
 
@@ -332,6 +340,7 @@ def write_model(
     rope_theta: float = 10000.0,
     name: str | None = None,
     n_dense_lead: int | None = None,
+    tie_embeddings: bool = False,
 ) -> Path:
     """Write a GGUF model to ``path`` and return it (as a :class:`~pathlib.Path`).
 
@@ -340,7 +349,9 @@ def write_model(
     ``n_head_kv=None``: ``n_head // 2`` (``n_head`` for olmoe and deepseek2, which need it).
     ``n_ff_shared``: shared-expert width; qwen2moe (default ``n_ff``) and deepseek2 (a multiple of
     ``n_ff``, default ``n_ff``) only. ``n_dense_lead``: leading dense layers, deepseek2 only
-    (default 1 when ``n_layer >= 2``); see :func:`moe_layer_ids`.
+    (default 1 when ``n_layer >= 2``); see :func:`moe_layer_ids`. ``tie_embeddings``: write no
+    ``output.weight`` (llama.cpp then uses ``token_embd`` as the lm head; archs in
+    :data:`TIED_ARCHS`).
     ``weights``: ``{tensor name: array}`` replacing the seeded init of those tensors; shapes are
     listed in the module docstring and by :func:`tensor_shapes` (unknown names or wrong shapes
     raise ``ValueError``). ``dtype``: ``"f32"`` or ``"f16"`` for the matrices (norms, biases and
@@ -352,7 +363,7 @@ def write_model(
     if dtype not in ("f32", "f16"):
         raise ValueError("dtype must be 'f32' or 'f16'")
     c = _config(arch, int(n_layer), int(n_embd), int(n_head), n_head_kv, int(n_ff), int(n_expert),
-                int(n_expert_used), n_ff_shared, n_dense_lead, vocab.n_vocab)
+                int(n_expert_used), n_ff_shared, n_dense_lead, vocab.n_vocab, tie_embeddings)
     plan = _plan(c)
     given = dict(weights or {})
     unknown = sorted(set(given) - set(plan))
