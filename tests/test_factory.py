@@ -255,11 +255,12 @@ def test_dense_drafter(models, drafter):
     assert len(out) == 6
 
 
-def test_f16_close_to_f32(tmp_path):
+@pytest.mark.parametrize("arch", ARCHS)
+def test_f16_close_to_f32(tmp_path, arch):
     ids = encode_fast([TEXTS[1]])[0][:24]
     logits = {}
     for dt in ("f32", "f16"):
-        p = write_model(tmp_path / f"{dt}.gguf", arch="llama", dtype=dt, seed=3)
+        p = write_model(tmp_path / f"{dt}.gguf", arch=arch, dtype=dt, seed=3, n_layer=3)
         llm = _load(p, logits_all=True)
         llm.eval(ids)
         logits[dt] = np.array(llm.scores[: len(ids)])

@@ -37,7 +37,8 @@ tensor name                                    numpy shape
 What llama.cpp computes with them (to train a model in PyTorch that exports exactly):
 
 * pre-norm residual blocks: ``h += attn(norm(h)); h += ffn(norm(h))``; RMSNorm with
-  eps :data:`NORM_EPS` (phimoe: LayerNorm with bias); final ``norm`` then ``output``.
+  eps :data:`NORM_EPS` (phimoe: llama.cpp computes RMSNorm, then adds the norm's ``.bias``);
+  final ``norm`` then ``output`` (phimoe: plus ``output.bias``).
 * attention: scale ``1/sqrt(head_dim)``, causal, GQA (``n_head_kv`` groups). RoPE with base
   ``rope_theta`` over the whole head: ``ROPE_STYLE[arch]`` is ``"norm"`` for ``llama`` -- rotates
   adjacent pairs ``(x[2i], x[2i+1])``, GPT-J style -- and ``"neox"`` for the others -- rotates
@@ -211,12 +212,12 @@ def _plan(c: _Config) -> dict[str, tuple[tuple[int, ...], str]]:
     p: dict[str, tuple[tuple[int, ...], str]] = {}
     E, V, F, X = c.n_embd, c.n_vocab, c.n_ff, c.n_expert
     hd, nh, nkv = c.head_dim, c.n_head, c.n_head_kv
-    layernorm = c.arch == "phimoe"
+    norm_bias = c.arch == "phimoe"
     p["token_embd.weight"] = ((V, E), "embd")
     for i in range(c.n_layer):
         b = f"blk.{i}."
         p[b + "attn_norm.weight"] = ((E,), "one")
-        if layernorm:
+        if norm_bias:
             p[b + "attn_norm.bias"] = ((E,), "zero")
         if c.arch == "deepseek2":
             hk = hd  # key head = nope + rope
@@ -248,7 +249,7 @@ def _plan(c: _Config) -> dict[str, tuple[tuple[int, ...], str]]:
             p[b + "post_attention_norm.weight"] = ((E,), "one")
         else:
             p[b + "ffn_norm.weight"] = ((E,), "one")
-            if layernorm:
+            if norm_bias:
                 p[b + "ffn_norm.bias"] = ((E,), "zero")
         if X == 0 or i < c.n_dense_lead:
             p[b + "ffn_gate.weight"] = ((F, E), "lin")
@@ -273,11 +274,11 @@ def _plan(c: _Config) -> dict[str, tuple[tuple[int, ...], str]]:
             p[b + "ffn_up_shexp.weight"] = ((S, E), "lin")
             p[b + "ffn_down_shexp.weight"] = ((E, S), "lin")
     p["output_norm.weight"] = ((E,), "one")
-    if layernorm:
+    if norm_bias:
         p["output_norm.bias"] = ((E,), "zero")
     if not c.tie_embeddings:
         p["output.weight"] = ((V, E), "head")
-    if layernorm:
+    if norm_bias:
         p["output.bias"] = ((V,), "zero")
     return p
 
@@ -416,8 +417,6 @@ def _write_kv(w, c: _Config, vocab: BPEVocab, *, n_ctx_train: int, rope_theta: f
     w.add_head_count(c.n_head)
     w.add_head_count_kv(c.n_head_kv)
     w.add_rope_freq_base(rope_theta)
-    if c.arch == "phimoe":
-        w.add_layer_norm_eps(NORM_EPS)
     w.add_layer_norm_rms_eps(NORM_EPS)
     if c.arch == "deepseek2":
         w.add_key_length(c.head_dim)
