@@ -1,0 +1,86 @@
+"""Summary statistics of one request, computed from the engine's event stream (used by
+``run --json`` and by ``bench``)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from cascade_tui.engine.events import EndEvent, Event, IterationEvent, StartEvent
+
+
+@dataclass
+class RunStats:
+    prompt_tokens: int = 0
+    generated_tokens: int = 0
+    iterations: int = 0
+    drafted: int = 0
+    accepted: int = 0
+    decode_s: float = 0.0  # sum of iteration times (prefill excluded)
+    prefill_s: float = 0.0
+    wall_s: float = 0.0
+    text: str = ""
+    reason: str = ""
+    k_hist: Counter = field(default_factory=Counter)
+    phase_hist: Counter = field(default_factory=Counter)
+    utilities: list[float] = field(default_factory=list)
+    unique_experts: list[float] = field(default_factory=list)
+    emitted: list[int] = field(default_factory=list)
+
+    def add(self, ev: Event) -> None:
+        if isinstance(ev, StartEvent):
+            self.prompt_tokens = ev.prompt_tokens
+            self.prefill_s = ev.prefill_s
+        elif isinstance(ev, IterationEvent):
+            self.iterations += 1
+            self.drafted += len(ev.drafted)
+            self.accepted += ev.accepted
+            self.decode_s += ev.iter_s
+            self.k_hist[ev.k] += 1
+            self.phase_hist[ev.phase] += 1
+            self.emitted.extend(ev.emitted)
+            if ev.utility is not None:
+                self.utilities.append(ev.utility)
+            if ev.unique_experts is not None:
+                self.unique_experts.append(ev.unique_experts)
+        elif isinstance(ev, EndEvent):
+            self.generated_tokens = ev.generated_tokens
+            self.wall_s = ev.wall_s
+            self.text = ev.text
+            self.reason = ev.reason
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.generated_tokens / self.decode_s if self.decode_s > 0 else 0.0
+
+    @property
+    def acceptance_rate(self) -> float | None:
+        return self.accepted / self.drafted if self.drafted else None
+
+    @property
+    def mean_k(self) -> float:
+        n = sum(self.k_hist.values())
+        return sum(k * c for k, c in self.k_hist.items()) / n if n else 0.0
+
+    def to_dict(self) -> dict:
+        mean = lambda xs: sum(xs) / len(xs) if xs else None  # noqa: E731
+        return {
+            "text": self.text,
+            "stop_reason": self.reason,
+            "prompt_tokens": self.prompt_tokens,
+            "generated_tokens": self.generated_tokens,
+            "iterations": self.iterations,
+            "wall_s": round(self.wall_s, 6),
+            "prefill_s": round(self.prefill_s, 6),
+            "decode_s": round(self.decode_s, 6),
+            "tokens_per_s": round(self.tokens_per_s, 3),
+            "drafted_tokens": self.drafted,
+            "accepted_tokens": self.accepted,
+            "acceptance_rate": self.acceptance_rate,
+            "mean_accepted": self.accepted / self.iterations if self.iterations else 0.0,
+            "mean_k": self.mean_k,
+            "k_histogram": {str(k): v for k, v in sorted(self.k_hist.items())},
+            "phase_iterations": dict(sorted(self.phase_hist.items())),
+            "mean_utility": mean(self.utilities),
+            "mean_unique_experts": mean(self.unique_experts),
+        }
