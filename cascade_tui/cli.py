@@ -206,14 +206,23 @@ def inspect(
 ) -> None:
     """Architecture, layers, experts, vocabulary and drafter compatibility of a GGUF model (no weights loaded)."""
     from backends.base import BackendError
-    from backends.llamacpp import check_vocab_compatible, read_gguf_info
+    from backends.llamacpp import load_target, make_drafter, read_gguf_info
 
     try:
         info = read_gguf_info(model)
         report = info.to_dict()
         if draft is not None:
             dinfo = read_gguf_info(draft)
-            problem = check_vocab_compatible(model, draft)
+            problem = dinfo.extra.get("load_error")
+            if problem is None and dinfo.vocab_fingerprint != info.vocab_fingerprint:
+                # load both (tiny context) so the backend can name the first differing token
+                target = load_target(model, n_ctx=64, n_threads=1, routing=False)
+                try:
+                    make_drafter(draft, target, n_ctx=64, n_threads=1).close()
+                except BackendError as e:
+                    problem = str(e)
+                finally:
+                    target.close()
             report["draft"] = {"path": draft, "arch": dinfo.arch, "n_vocab": dinfo.n_vocab,
                                "compatible": problem is None, "problem": problem}
     except BackendError as e:
