@@ -119,8 +119,8 @@ class _Reader:
 
     def string(self) -> str:
         n = self.scalar("Q")
-        if n > self.size:
-            raise _Corrupt(f"string length {n} exceeds the file")
+        if self.pos + n > self.size:
+            raise _Corrupt(f"header ends early (a string of {n} bytes at byte {self.pos}, file has {self.size})")
         return self.take(n).decode("utf-8", errors="replace")
 
     def value(self, vtype: int):
@@ -131,8 +131,12 @@ class _Reader:
         if vtype == _ARRAY:
             etype = self.scalar("I")
             count = self.scalar("Q")
-            if count > self.size:
-                raise _Corrupt(f"array length {count} exceeds the file")
+            item = struct.calcsize("<" + _SCALAR[etype]) if etype in _SCALAR else 8
+            if self.pos + count * item > self.size:
+                raise _Corrupt(
+                    f"header ends early (an array of {count} items at byte {self.pos}, "
+                    f"file has {self.size} bytes)"
+                )
             if count > SMALL_ARRAY:
                 if etype in _SCALAR:
                     self.skip(count * struct.calcsize("<" + _SCALAR[etype]))
@@ -226,6 +230,7 @@ def _parse(mm, size: int, p: Path, check_data: bool) -> GGUFHeader:
                 end, worst = need, t.name
         if end > size:
             raise _Corrupt(
-                f"tensor data ends at byte {end} ({worst}) but the file has only {size} bytes"
+                f"tensor data ends at byte {end} ({worst}) but the file has only {size} bytes "
+                "(incomplete download or copy?)"
             )
     return hdr

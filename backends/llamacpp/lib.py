@@ -94,18 +94,29 @@ def set_log_path(path: str | os.PathLike | None = None) -> Path:
             raise BackendError(f"cannot write the llama.cpp log file {p}: {e.strerror or e}") from None
         nat = native.load()
         if nat is not None and nat.rc_log_open(os.fsencode(p)) == 0:
-            cb = lib.llama_log_callback(ctypes.cast(nat.rc_log_cb, ctypes.c_void_p).value)
-            _keep.append(cb)
-            lib.llama_log_set(cb, None)  # also sets ggml's logger
             _log_mode = "native"
         else:
-            # no compiler: llama.cpp's own C logger (stderr), redirected around noisy calls
-            lib.llama_log_set(ctypes.cast(None, lib.llama_log_callback), None)
             _log_mode = "fd2"
         _log_path = p
+        reassert_log()
         if NUMPY_IMPORTED_FIRST:
             log_note("cascade-tui: numpy was imported before llama_cpp (crashed CUDA builds before)")
         return p
+
+
+def reassert_log() -> None:
+    """(Re)install our log sink: someone (llama_cpp.Llama, another library) may have replaced it.
+    Called before every model load so load errors can be read back from the log file."""
+    lib = require()
+    with _lock:
+        if _log_mode == "native":
+            nat = native.load()
+            if not _keep:
+                _keep.append(lib.llama_log_callback(ctypes.cast(nat.rc_log_cb, ctypes.c_void_p).value))
+            lib.llama_log_set(_keep[0], None)  # also sets ggml's logger
+        elif _log_mode == "fd2":
+            # no compiler: llama.cpp's own C logger (stderr), redirected around noisy calls
+            lib.llama_log_set(ctypes.cast(None, lib.llama_log_callback), None)
 
 
 def log_note(text: str) -> None:
@@ -171,6 +182,8 @@ def ensure_backend(log_path: str | os.PathLike | None = None):
     with _lock:
         if _log_path is None or log_path is not None:
             set_log_path(log_path)
+        else:
+            reassert_log()
         if not _backend_ready:
             with quiet_stderr():
                 lib.llama_backend_init()

@@ -243,12 +243,13 @@ class LlamaTarget:
         if llc is None:
             return
         try:
-            if self._batch is not None:
-                llc.llama_batch_free(self._batch)
-            if self._ctx:
-                llc.llama_free(self._ctx)
-            if self._model:
-                llc.llama_model_free(self._model)
+            with _lib.quiet_stderr():  # llama_free logs; without the native sink it goes to fd 2
+                if self._batch is not None:
+                    llc.llama_batch_free(self._batch)
+                if self._ctx:
+                    llc.llama_free(self._ctx)
+                if self._model:
+                    llc.llama_model_free(self._model)
         finally:
             self._batch = self._ctx = self._model = None
             self._tok_view = self._pos_view = None

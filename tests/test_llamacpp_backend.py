@@ -1,0 +1,422 @@
+"""The llama.cpp backend on real llama.cpp, with tiny MoE models from cascade_tui.factory.
+
+Every model is generated here (seconds); nothing is downloaded. Always n_threads=1.
+"""
+
+from __future__ import annotations
+
+import backends.llamacpp as L  # noqa: I001  (first: loads llama.cpp before numpy where possible)
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from backends.base import BackendError, EvalResult, Target, vocab_fingerprint
+from backends.llamacpp import lib, native, routing
+from backends.model_drafter import ModelDrafter
+from cascade_tui.factory import ARCHS, default_vocab, moe_layer_ids, write_model
+
+REPO = Path(__file__).resolve().parents[1]
+PROMPT = "def fib(n):\n    return n if n < 2 else fib(n - 1) + fib(n - 2)  # é😀"
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory):
+    d = tmp_path_factory.mktemp("llama_models")
+    lib.set_log_path(d / "llama.log")  # a fresh log: error tests read reasons back from it
+    out = {arch: write_model(d / f"{arch}.gguf", arch=arch) for arch in ARCHS}
+    out["dense"] = write_model(d / "dense.gguf", arch="llama", n_expert=0, n_layer=1)
+    v = default_vocab()
+    toks = list(v.tokens)
+    toks[300], toks[301] = toks[301], toks[300]  # same size, first difference at id 300
+    out["draft_bad"] = write_model(
+        d / "draft_bad.gguf", arch="llama", n_expert=0, n_layer=1, vocab=dataclasses.replace(v, tokens=tuple(toks))
+    )
+    out["dir"] = d
+    return out
+
+
+def load(path, **kw):
+    kw.setdefault("n_threads", 1)
+    kw.setdefault("n_ctx", 256)
+    return L.load_target(path, **kw)
+
+
+@pytest.fixture
+def qwen(models):
+    t = load(models["qwen3moe"], kv_f32=True)
+    yield t
+    t.close()
+
+
+# -- routing ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_routing_is_topk_of_router_probs_and_batch_invariant(models, arch):
+    with load(models[arch], kv_f32=True, capture_probs=True) as t:
+        assert isinstance(t, Target)
+        info = t.info
+        assert info.arch == arch and info.backend == "llama"
+        assert info.moe_layers == moe_layer_ids(arch, info.n_layer, info.n_expert)
+        assert (info.n_expert, info.n_expert_used) == (8, 2)
+        k = info.n_expert_used
+        ids = t.tokenize(PROMPT)[:12]
+        n = len(ids)
+        out = t.eval(ids)
+        assert isinstance(out, EvalResult)
+        assert out.logits.shape == (n, info.n_vocab) and out.logits.dtype == np.float32
+        assert out.routing.shape == (len(info.moe_layers), n, k) and out.routing.dtype == np.int32
+        assert np.isfinite(out.logits).all()
+        # the captured experts are the router's top-k, in descending order of probability
+        probs = t.last_router_probs
+        assert probs.shape == (len(info.moe_layers), n, info.n_expert)
+        assert np.array_equal(out.routing, np.argsort(-probs, axis=-1, kind="stable")[..., :k])
+        assert len(np.unique(out.routing)) > k  # tokens really route differently
+
+        # token by token gives the same routing and (numerically) the same logits
+        t.truncate(0)
+        steps = [t.eval([x]) for x in ids]
+        assert np.array_equal(np.concatenate([s.routing for s in steps], axis=1), out.routing)
+        np.testing.assert_allclose(np.concatenate([s.logits for s in steps]), out.logits, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_native_and_python_callbacks_agree(models, arch):
+    ids = None
+    outs = {}
+    for mode in ("native", "python"):
+        with load(models[arch], routing=mode) as t:
+            assert t.routing_mode == mode
+            ids = ids or t.tokenize(PROMPT)
+            outs[mode] = t.eval(ids)
+    assert np.array_equal(outs["native"].routing, outs["python"].routing)
+    assert np.array_equal(outs["native"].logits, outs["python"].logits)
+
+
+def test_routing_off_gives_none_and_same_logits(models):
+    with load(models["olmoe"]) as on, load(models["olmoe"], routing=False) as off:
+        ids = on.tokenize(PROMPT)
+        a, b = on.eval(ids), off.eval(ids)
+        assert a.routing is not None and b.routing is None
+        assert off.routing_mode is None and off.info.extra["routing"] == "off"
+        assert np.array_equal(a.logits, b.logits)
+        on.set_routing(False)  # paused at run time: no routing, same logits
+        on.truncate(0)
+        c = on.eval(ids)
+        assert c.routing is None and np.array_equal(c.logits, a.logits)
+        on.set_routing(True)
+        on.truncate(0)
+        assert np.array_equal(on.eval(ids).routing, a.routing)
+        with pytest.raises(BackendError):
+            off.set_routing(True)
+
+
+def test_dense_model_has_no_routing(models):
+    with load(models["dense"]) as t:
+        assert t.info.moe_layers == () and t.info.n_expert == 0 and not t.info.is_moe
+        assert t.routing_mode is None and t.info.extra["routing"] == "dense"
+        out = t.eval(t.tokenize("hello"))
+        assert out.routing is None and out.logits.shape[1] == t.info.n_vocab
+
+
+def test_chunked_eval_matches_one_batch(models):
+    with load(models["qwen2moe"], kv_f32=True) as big, load(models["qwen2moe"], kv_f32=True, n_batch=4) as small:
+        ids = big.tokenize(PROMPT)[:11]
+        a, b = big.eval(ids), small.eval(ids)  # 11 tokens = 3 decodes of at most 4
+        assert small.n_batch == 4 and small.n_past == 11
+        assert np.array_equal(a.routing, b.routing)
+        np.testing.assert_allclose(a.logits, b.logits, atol=1e-4, rtol=0)
+
+
+def test_truncate_then_reeval_reproduces(qwen):
+    ids = qwen.tokenize(PROMPT)
+    prompt, cont, other = ids[:8], ids[8:12], ids[12:16]
+    qwen.eval(prompt)
+    first = qwen.eval(cont)
+    assert qwen.n_past == 12
+    qwen.truncate(8)
+    assert qwen.n_past == 8
+    qwen.eval(other)  # a rejected draft ...
+    qwen.truncate(8)  # ... rolled back
+    again = qwen.eval(cont)
+    assert np.array_equal(first.logits, again.logits)
+    assert np.array_equal(first.routing, again.routing)
+    qwen.truncate(8)
+    qwen.truncate(8)  # no-op
+    with pytest.raises(BackendError, match="cannot keep 9 tokens"):
+        qwen.truncate(9)
+    with pytest.raises(BackendError):
+        qwen.truncate(-1)
+
+
+def test_eval_empty_and_out_of_range(qwen):
+    e = qwen.eval([])
+    assert e.logits.shape == (0, qwen.info.n_vocab) and e.routing.shape == (2, 0, 2)
+    with pytest.raises(BackendError, match=r"token id -1 is outside the vocabulary"):
+        qwen.eval([1, -1])
+    with pytest.raises(BackendError, match=rf"token id {qwen.info.n_vocab} is outside"):
+        qwen.eval([qwen.info.n_vocab])
+    assert qwen.n_past == 0
+
+
+def test_context_overflow_raises_before_decode(models):
+    with load(models["llama"], n_ctx=16) as t:
+        assert t.n_ctx == 16
+        with pytest.raises(BackendError, match="context full: 0 cached \\+ 17 new tokens exceed the context size 16"):
+            t.eval(list(range(17)))
+        t.eval(list(range(10)))
+        with pytest.raises(BackendError, match="10 cached \\+ 7 new"):
+            t.eval(list(range(7)))
+        assert t.n_past == 10  # nothing was decoded
+        t.eval(list(range(6)))
+        assert t.n_past == 16
+
+
+def test_overflowing_capture_degrades_to_none_not_garbage(models):
+    """A capture buffer that cannot hold the rows must lose the routing, never the logits."""
+    with load(models["qwen3moe"], routing=False) as ref:
+        ids = ref.tokenize(PROMPT)[:6]
+        want = ref.eval(ids).logits
+    for mode in ("native", "python"):
+        with load(models["qwen3moe"], routing=mode) as t:
+            t._capture.state.cap_tokens = 2  # pretend the buffer holds 2 rows per layer
+            out = t.eval(ids)
+            assert out.routing is None and "incomplete" in t.routing_error
+            assert np.array_equal(out.logits, want)
+
+
+def test_python_callback_never_raises_into_ggml(models, monkeypatch):
+    with load(models["qwen3moe"], routing=False) as ref:
+        ids = ref.tokenize(PROMPT)[:6]
+        want = ref.eval(ids).logits
+    with load(models["qwen3moe"], routing="python") as t:
+        def boom(*a, **k):
+            raise RuntimeError("bug in the callback")
+
+        monkeypatch.setattr(np.lib.stride_tricks, "as_strided", boom)
+        out = t.eval(ids)
+        assert t._capture.py_exceptions > 0
+        assert out.routing is None
+        assert np.array_equal(out.logits, want)  # the graph ran to the end
+
+        def interrupt(*a, **k):
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(np.lib.stride_tricks, "as_strided", interrupt)
+        with pytest.raises(KeyboardInterrupt):
+            t.eval([5, 6, 7])
+        assert t.n_past == 6  # rolled back to before the interrupted eval
+        monkeypatch.undo()
+        assert t.eval([5, 6, 7]).routing.shape == (2, 3, 2)
+
+
+# -- tokens ------------------------------------------------------------------------------------
+
+
+def test_tokenize_detokenize_utf8_across_tokens(qwen):
+    text = "naïve café 😀 日本"
+    ids = qwen.tokenize(text, add_bos=False)
+    pieces = [qwen.token_bytes(i) for i in ids]
+    assert b"".join(pieces) == text.encode()
+
+    def valid(b):
+        try:
+            b.decode("utf-8")
+            return True
+        except UnicodeDecodeError:
+            return False
+
+    assert not all(valid(p) for p in pieces), "expected a character split over tokens"
+    assert qwen.detokenize(ids) == text
+    cut = next(i for i, p in enumerate(pieces) if not valid(p))
+    assert qwen.detokenize(ids[: cut + 1]).endswith("\ufffd")  # a half character is replaced
+
+
+def test_bos_eos_and_special_tokens(qwen):
+    v = default_vocab()
+    assert v.eos_id in qwen.eos_ids
+    with_bos, without = qwen.tokenize("hi"), qwen.tokenize("hi", add_bos=False)
+    assert with_bos == [v.bos_id] + without  # factory models ask for a BOS
+    assert qwen.detokenize(with_bos) == "hi"  # control tokens are not text ...
+    assert qwen.detokenize(with_bos, special=True).endswith("hi")  # ... unless asked
+    assert qwen.token_bytes(v.eos_id) == b"<|endoftext|>"
+    with pytest.raises(BackendError):
+        qwen.token_bytes(qwen.info.n_vocab)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(max_size=40))
+def test_detokenize_roundtrip(qwen, text):
+    assert qwen.detokenize(qwen.tokenize(text, add_bos=False, special=False)) == text
+
+
+def test_vocab_fingerprint_matches_factory_and_header(models, qwen):
+    assert qwen.info.vocab_fingerprint == vocab_fingerprint(default_vocab().pieces())
+    info = L.read_gguf_info(models["qwen3moe"])
+    for f in ("arch", "n_layer", "moe_layers", "n_expert", "n_expert_used", "n_vocab", "n_ctx_train",
+              "vocab_fingerprint", "file_size", "n_params"):
+        assert getattr(info, f) == getattr(qwen.info, f), f
+    assert info.file_size == os.path.getsize(models["qwen3moe"])
+    assert L.read_gguf_info(models["qwen3moe"], fingerprint=False).vocab_fingerprint == ""
+
+
+# -- drafters ------------------------------------------------------------------------------------
+
+
+def test_make_drafter_and_vocab_mismatch(models, qwen):
+    with pytest.raises(BackendError) as e:
+        L.make_drafter(models["draft_bad"], qwen, n_threads=1)
+    msg = str(e.value)
+    assert "token id 300" in msg and "draft_bad.gguf" in msg and "\n" not in msg
+
+    d = L.make_drafter(models["dense"], qwen, n_threads=1)
+    try:
+        assert isinstance(d, ModelDrafter) and d.model.n_ctx == qwen.n_ctx and d.model.routing_mode is None
+        ctx = qwen.tokenize(PROMPT)[:10]
+        draft = d.propose(ctx, 3, 0.0, np.random.default_rng(0))
+        assert len(draft.tokens) == 3 and draft.probs is None
+        with load(models["dense"]) as ref:  # greedy drafting = the draft model's own argmax chain
+            want = [int(np.argmax(ref.eval(ctx).logits[-1]))]
+            for _ in range(2):
+                want.append(int(np.argmax(ref.eval([want[-1]]).logits[-1])))
+        assert draft.tokens == want
+    finally:
+        d.close()
+
+
+# -- errors --------------------------------------------------------------------------------------
+
+
+def _bad_files(d: Path, good: Path) -> dict[str, tuple[Path, str]]:
+    data = good.read_bytes()
+    files = {
+        "missing": (d / "nope.gguf", "model file not found"),
+        "not_gguf": (d / "notes.gguf", "is not a GGUF file"),
+        "empty": (d / "empty.gguf", "is not a GGUF file"),
+        "truncated": (d / "cut.gguf", "truncated or corrupt GGUF file: tensor data ends at byte"),
+        "truncated_header": (d / "cut_header.gguf", "truncated or corrupt GGUF file: header ends early"),
+        "directory": (d, "is a directory"),
+        "unknown_arch": (d / "alien.gguf", "does not support the architecture 'alienmoe'"),
+    }
+    files["not_gguf"][0].write_bytes(b"PK\x03\x04 a zip file, not a model")
+    files["empty"][0].write_bytes(b"")
+    files["truncated"][0].write_bytes(data[: len(data) - 4096])
+    files["truncated_header"][0].write_bytes(data[:1500])
+    # same bytes with the architecture renamed (same length keeps every offset valid)
+    files["unknown_arch"][0].write_bytes(data.replace(b"qwen3moe", b"alienmoe"))
+    return files
+
+
+@pytest.fixture(scope="module")
+def bad_files(models, tmp_path_factory):
+    return _bad_files(tmp_path_factory.mktemp("bad"), Path(models["qwen3moe"]))
+
+
+@pytest.mark.parametrize(
+    "kind", ["missing", "not_gguf", "empty", "truncated", "truncated_header", "directory", "unknown_arch"]
+)
+def test_bad_model_files_give_one_line_errors(bad_files, kind):
+    path, want = bad_files[kind]
+    with pytest.raises(BackendError) as e:
+        load(path)
+    msg = str(e.value)
+    assert want in msg and "\n" not in msg and "Traceback" not in msg
+    if kind != "directory":
+        assert path.name in msg
+    if kind != "unknown_arch":  # inspect reports the same problem without loading
+        with pytest.raises(BackendError, match=want):
+            L.read_gguf_info(path)
+
+
+def test_inspect_unknown_arch_without_loading(bad_files):
+    info = L.read_gguf_info(bad_files["unknown_arch"][0])
+    assert info.arch == "alienmoe" and info.n_layer == 2 and info.moe_layers == (0, 1)
+    assert info.vocab_fingerprint == "" and "alienmoe" in info.extra["load_error"]
+
+
+def test_gpu_layers_on_cpu_build(models):
+    if lib.llc.llama_supports_gpu_offload():
+        pytest.skip("this llama-cpp-python build supports GPU offload")
+    with pytest.raises(BackendError, match="--n-gpu-layers 4 needs GPU offload.*CPU-only"):
+        load(models["llama"], n_gpu_layers=4)
+
+
+def test_bad_arguments(models):
+    with pytest.raises(BackendError, match="context size"):
+        load(models["llama"], n_ctx=0)
+    with pytest.raises(BackendError, match="thread count"):
+        load(models["llama"], n_threads=0)
+    with pytest.raises(BackendError, match="routing must be"):
+        load(models["llama"], routing="sometimes")
+
+
+def test_closed_target(models):
+    t = load(models["llama"])
+    t.close()
+    t.close()  # idempotent
+    with pytest.raises(BackendError, match="closed"):
+        t.eval([1])
+
+
+# -- native helper, logging, import order --------------------------------------------------
+
+
+def test_native_layout_matches_python_mirror(tmp_path, monkeypatch):
+    """The struct offsets compiled from the installed headers, from the hand declarations and in
+    the Python mirror must all agree (the hand-declared build is what hosts without headers use)."""
+    import ctypes
+
+    monkeypatch.setenv("CASCADE_TUI_CACHE", str(tmp_path))
+    layouts = []
+    for headers in (True, False):
+        so = native.build(headers=headers, force=True)
+        assert so is not None and so.parent == tmp_path / "native", native.last_error
+        so_lib = ctypes.CDLL(str(so))
+        native._declare(so_lib)
+        lay = native.layout(so_lib)
+        assert lay["headers"] == (1 if headers and native.find_headers() else 0)
+        layouts.append({k: v for k, v in lay.items() if k != "headers"})
+    hand = routing.hand_layout()
+    for lay in layouts:
+        assert {k: lay[k] for k in hand} == hand
+    assert native.find_headers() is not None, "llama-cpp-python installed no ggml headers"
+
+
+_CHILD = r"""
+import json, sys
+pre = sys.argv[1]
+if pre == "numpy":
+    import numpy
+import backends.llamacpp as L
+t = L.load_target(sys.argv[2], n_threads=1, n_ctx=64)
+out = t.eval(t.tokenize("hello world"))
+print(json.dumps({"mode": t.routing_mode, "log_mode": L.lib.log_mode(), "shape": list(out.routing.shape),
+                  "numpy_first": L.lib.NUMPY_IMPORTED_FIRST, "log": str(L.lib.log_path())}))
+t.close()
+"""
+
+
+@pytest.mark.parametrize("no_native", [False, True])
+def test_llama_log_never_reaches_the_terminal(models, tmp_path, no_native):
+    env = dict(os.environ, PYTHONPATH=str(REPO), CASCADE_TUI_LLAMA_LOG=str(tmp_path / "llama.log"))
+    if no_native:
+        env["CASCADE_TUI_NO_NATIVE"] = "1"  # no compiler: python callback + fd-2 redirection
+    pre = "numpy" if no_native else "none"
+    r = subprocess.run([sys.executable, "-c", _CHILD, pre, str(models["olmoe"])], capture_output=True,
+                       text=True, env=env, timeout=120, cwd=REPO)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stderr == ""  # nothing from llama.cpp on the terminal
+    res = json.loads(r.stdout)
+    assert res["mode"] == ("python" if no_native else "native")
+    assert res["log_mode"] == ("fd2" if no_native else "native")
+    assert res["shape"][0] == 2 and res["numpy_first"] == no_native
+    assert "llama_model_loader" in (tmp_path / "llama.log").read_text()
