@@ -1,0 +1,165 @@
+"""The ``bench`` command. ``cascade_tui.cli`` calls :func:`register` once its shared option types
+are defined.
+
+Not ``from __future__ import annotations`` here: Typer reads the option types from the function's
+annotations, which name the aliases imported inside :func:`register`.
+"""
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from cascade_tui.bench import (
+    DEFAULT_MAX_TOKENS,
+    DEFAULT_POLICIES,
+    DEFAULT_PROMPTS_PER_WORKLOAD,
+    DEFAULT_WORKLOADS,
+)
+
+
+def machine_info(threads: int) -> dict:
+    import os
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        import importlib.metadata as md
+
+        llama = md.version("llama-cpp-python")
+    except Exception:
+        llama = None
+    return {"machine": {"cpu": cpu, "cores": os.cpu_count(), "threads": threads, "platform": platform.platform(),
+                        "python": platform.python_version(), "llama_cpp_python": llama}}
+
+
+def register(app: typer.Typer) -> None:
+    from cascade_tui.cli import (
+        BackendOpt,
+        CtxOpt,
+        DraftOpt,
+        GpuOpt,
+        MaxTokOpt,
+        ModelOpt,
+        RoutingOpt,
+        SeedOpt,
+        SetOpt,
+        ThreadsOpt,
+        fail,
+    )
+
+    @app.command()
+    def bench(
+        workload: Annotated[Optional[str], typer.Option(
+            "--workload", "-w",
+            help=f"Comma-separated prompt sets: code, extraction, math, mixed. Default: {DEFAULT_WORKLOADS} "
+                 "(or none when --prompts is given).")] = None,
+        policies: Annotated[str, typer.Option(
+            "--policies", help="Comma-separated policies to compare; off (the baseline) is always run.")] = DEFAULT_POLICIES,
+        prompts: Annotated[Optional[Path], typer.Option(
+            "--prompts", help='JSONL file, one {"prompt": "...", "workload": "code"} per line (workload optional).')] = None,
+        json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the full report as JSON here.")] = None,
+        plot: Annotated[Optional[Path], typer.Option("--plot", help="Write a speedup-vs-K chart here (.png, .svg or .pdf; needs matplotlib).")] = None,
+        prompts_per_workload: Annotated[Optional[int], typer.Option(
+            "--prompts-per-workload", min=1,
+            help=f"First N prompts of each set. Default: {DEFAULT_PROMPTS_PER_WORKLOAD} for named sets, all for --prompts.")] = None,
+        prompt_source: Annotated[str, typer.Option(
+            "--prompt-source", help="auto (HumanEval / MT-Bench if installed, else built-in), packaged, or builtin.")] = "auto",
+        model: ModelOpt = None,
+        draft: DraftOpt = None,
+        backend: BackendOpt = "auto",
+        set_: SetOpt = None,
+        max_tokens: MaxTokOpt = DEFAULT_MAX_TOKENS,
+        seed: SeedOpt = 0,
+        ctx: CtxOpt = 2048,
+        threads: ThreadsOpt = None,
+        n_gpu_layers: GpuOpt = 0,
+        routing: RoutingOpt = True,
+    ) -> None:
+        """Compare policies side by side (greedy, interleaved per prompt): tokens/s, speedup over
+        off, acceptance, mean K, and which setting to use."""
+        from cascade_tui.bench.plot import check_plot_support, plot_report
+        from cascade_tui.bench.render import check_writable, render_table, summary_lines, write_json
+        from cascade_tui.bench.runner import BenchError, make_policies, parse_policy_list, run_bench
+        from cascade_tui.policy import PolicyError, parse_assignments
+        from cascade_tui.workloads import WorkloadError, load_prompts_file, load_workloads, parse_workload_names
+
+        # -- everything the user typed is checked before a model loads --------------------------
+        try:
+            labels = parse_policy_list(policies)
+            try:
+                sets = parse_assignments(set_)
+            except PolicyError as e:
+                raise BenchError(str(e)) from None
+            make_policies(labels, sets)
+            sets_named: dict = {}
+            if workload is not None or prompts is None:
+                names = parse_workload_names(workload if workload is not None else DEFAULT_WORKLOADS)
+                sets_named = load_workloads(names, prompt_source, prompts_per_workload or DEFAULT_PROMPTS_PER_WORKLOAD)
+            sets_file = load_prompts_file(prompts) if prompts is not None else {}
+            if prompts_per_workload:
+                sets_file = {k: v.head(prompts_per_workload) for k, v in sets_file.items()}
+            workloads = {**sets_named, **sets_file}
+            if json_path is not None:
+                check_writable(json_path, "--json file")
+            if plot is not None:
+                if plot.suffix.lower() not in (".png", ".svg", ".pdf"):
+                    raise BenchError(f"--plot {plot}: use a .png, .svg or .pdf file name")
+                check_writable(plot, "--plot file")
+                check_plot_support()
+        except (BenchError, WorkloadError) as e:
+            raise fail(str(e)) from None
+
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        from cascade_tui.runtime import ModelOptions, UserError, default_threads, load_models
+
+        opts = ModelOptions(model=model, draft=draft, backend=backend, ctx=ctx, threads=threads,
+                            n_gpu_layers=n_gpu_layers, routing=routing, seed=seed)
+        try:
+            models = load_models(opts)
+        except UserError as e:
+            raise fail(str(e)) from None
+
+        err = Console(stderr=True)
+        out = Console()
+        bar = Progress(TextColumn("[bold]bench[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                       TextColumn("{task.description}"), console=err, transient=True)
+        task = bar.add_task("", total=None)
+
+        def on_progress(done: int, total: int, current: Optional[str]) -> None:
+            bar.update(task, completed=done, total=total, description=current or "")
+
+        try:
+            with bar:
+                report = run_bench(models, {k: v for k, v in workloads.items()}, labels, max_tokens=max_tokens,
+                                   set_params=sets, progress=on_progress, seed=seed)
+        finally:
+            models.close()
+        report.meta.update(machine_info(threads or default_threads()))
+        report.meta["argv"] = sys.argv[1:]
+
+        out.print(render_table(report))
+        for line in summary_lines(report):
+            out.print(line, markup=False, highlight=False, soft_wrap=True)
+        try:
+            if json_path is not None:
+                write_json(report, json_path)
+                err.print(f"wrote {json_path}" + (" (partial)" if report.interrupted else ""), markup=False, highlight=False)
+            if plot is not None and report.runs:
+                plot_report(report, plot)
+                err.print(f"wrote {plot}" + (" (partial)" if report.interrupted else ""), markup=False, highlight=False)
+        except BenchError as e:
+            raise fail(str(e), 1) from None
+        if report.interrupted:
+            raise typer.Exit(130)

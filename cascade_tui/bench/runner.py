@@ -1,0 +1,428 @@
+"""``run_bench``: every policy on every prompt, greedy, interleaved per prompt; and its report.
+
+For each prompt the policies run back to back (``off`` first, then the others in the order given),
+so slow drift of the machine (thermal state, other processes) hits all policies alike instead of
+whichever policy happened to run last. All runs are greedy, so every policy must produce exactly
+the tokens of ``off``; each run records whether it did (``identical_to_off``).
+
+Throughput is generated tokens / decode time (the sum of the engine's iteration times; prompt
+prefill is excluded, as in ``run --json``). Aggregates are ratios of sums over prompts, never
+means of per-prompt ratios, so a long prompt weighs by its tokens.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+from cascade_tui.policy import Policy, PolicyError, make_policy
+
+
+class BenchError(Exception):
+    """Bad benchmark input (policy list, parameters, output path). One line for the user."""
+
+
+# -- policies ------------------------------------------------------------------------------------
+def parse_policy_list(spec: str | Sequence[str]) -> list[str]:
+    """``"off,static:1,cascade"`` -> labels, validated, deduplicated, ``off`` first (added if
+    missing: it is the baseline every other figure is relative to)."""
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    labels: list[str] = []
+    for raw in items:
+        s = raw.strip()
+        if not s:
+            raise BenchError(f"empty policy name in {spec!r}")
+        try:
+            label = make_policy(s).label
+        except PolicyError as e:
+            raise BenchError(str(e)) from None
+        if label not in labels:
+            labels.append(label)
+    if "off" in labels:
+        labels.remove("off")
+    return ["off", *labels]
+
+
+def make_policies(labels: Sequence[str], set_params: Mapping[str, Any] | None = None) -> list[Policy]:
+    """One fresh policy per label. Each ``--set KEY=VALUE`` goes to every policy that has ``KEY``;
+    a key that no listed policy has, or a bad value, is a BenchError."""
+    set_params = dict(set_params or {})
+    if "k" in set_params:
+        raise BenchError("--set k=... is not used by bench: list the draft lengths as static:K in --policies")
+    used: set[str] = set()
+    out = []
+    for label in labels:
+        try:
+            probe = make_policy(label)
+            mine = {k: v for k, v in set_params.items() if k in probe.spec}
+            used.update(mine)
+            out.append(make_policy(label, mine))
+        except PolicyError as e:
+            raise BenchError(f"{label}: {e}") from None
+    unused = sorted(set(set_params) - used)
+    if unused:
+        raise BenchError(f"no policy in {', '.join(labels)} has the parameter {unused[0]!r}")
+    return out
+
+
+# -- results ------------------------------------------------------------------------------------
+@dataclass
+class RunResult:
+    """One prompt under one policy."""
+
+    workload: str
+    prompt_index: int
+    policy: str
+    generated_tokens: int
+    decode_s: float
+    prefill_s: float
+    iterations: int
+    drafted: int
+    accepted: int
+    k_hist: Counter
+    unique_sum: float
+    unique_n: int
+    stop_reason: str
+    tokens: list[int] = field(repr=False, default_factory=list)
+    identical_to_off: bool | None = None
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.generated_tokens / self.decode_s if self.decode_s > 0 else 0.0
+
+    def to_dict(self) -> dict:
+        return {
+            "workload": self.workload,
+            "prompt_index": self.prompt_index,
+            "policy": self.policy,
+            "generated_tokens": self.generated_tokens,
+            "decode_s": round(self.decode_s, 6),
+            "tokens_per_s": round(self.tokens_per_s, 3),
+            "iterations": self.iterations,
+            "acceptance_rate": self.accepted / self.drafted if self.drafted else None,
+            "mean_k": _mean_k(self.k_hist),
+            "stop_reason": self.stop_reason,
+            "identical_to_off": self.identical_to_off,
+        }
+
+
+def _mean_k(hist: Mapping[int, int]) -> float:
+    n = sum(hist.values())
+    return sum(k * c for k, c in hist.items()) / n if n else 0.0
+
+
+def modal_k(hist: Mapping[int, int]) -> int | None:
+    """Most frequent K (the larger one on a tie), None for an empty histogram."""
+    return max(hist, key=lambda k: (hist[k], k)) if hist else None
+
+
+@dataclass
+class Aggregate:
+    """One workload under one policy, summed over its prompts."""
+
+    workload: str
+    policy: str
+    prompts: int
+    generated_tokens: int
+    decode_s: float
+    iterations: int
+    drafted: int
+    accepted: int
+    k_hist: Counter
+    mean_unique_experts: float | None
+    speedup_vs_off: float | None
+    identical_to_off: bool | None
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.generated_tokens / self.decode_s if self.decode_s > 0 else 0.0
+
+    @property
+    def acceptance_rate(self) -> float | None:
+        return self.accepted / self.drafted if self.drafted else None
+
+    @property
+    def mean_k(self) -> float:
+        return _mean_k(self.k_hist)
+
+    def to_dict(self) -> dict:
+        return {
+            "workload": self.workload,
+            "policy": self.policy,
+            "tokens_per_s": round(self.tokens_per_s, 3),
+            "speedup_vs_off": _round(self.speedup_vs_off),
+            "acceptance_rate": _round(self.acceptance_rate),
+            "mean_k": round(self.mean_k, 4),
+            "mean_unique_experts": _round(self.mean_unique_experts),
+            "generated_tokens": self.generated_tokens,
+            "identical_to_off": self.identical_to_off,
+            "prompts": self.prompts,
+            "iterations": self.iterations,
+            "decode_s": round(self.decode_s, 6),
+            "k_histogram": {str(k): v for k, v in sorted(self.k_hist.items())},
+        }
+
+
+def _round(x: float | None, n: int = 4) -> float | None:
+    return None if x is None else round(x, n)
+
+
+@dataclass
+class Recommendation:
+    workload: str
+    policy: str  # the fastest policy measured ("off" when nothing beat plain decoding)
+    speedup_vs_off: float | None
+    draft_k: int | None  # the K to give llama-server, None = no draft
+    llama_server: str
+    text: str
+
+    def to_dict(self) -> dict:
+        return {"workload": self.workload, "policy": self.policy, "speedup_vs_off": _round(self.speedup_vs_off),
+                "draft_k": self.draft_k, "llama_server": self.llama_server, "text": self.text}
+
+
+@dataclass
+class BenchReport:
+    model: str
+    draft: str
+    backend: str
+    policies: list[str]
+    workloads: dict[str, tuple[str, ...]]  # the prompts actually scheduled
+    sources: dict[str, str]
+    max_tokens: int
+    runs: list[RunResult] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)  # prompts the engine refused
+    runs_planned: int = 0
+    interrupted: bool = False
+    meta: dict = field(default_factory=dict)  # machine, threads, ... (added by the caller)
+
+    @property
+    def complete(self) -> bool:
+        return not self.interrupted
+
+    # -- aggregation ---------------------------------------------------------------------------
+    def _runs(self, workload: str, policy: str, prompts: set[int] | None = None) -> list[RunResult]:
+        return [r for r in self.runs if r.workload == workload and r.policy == policy
+                and (prompts is None or r.prompt_index in prompts)]
+
+    def _prompts_of(self, workload: str, policy: str) -> set[int]:
+        return {r.prompt_index for r in self._runs(workload, policy)}
+
+    def ratio(self, workload: str, a: str, b: str) -> float | None:
+        """tokens/s of policy ``a`` / tokens/s of ``b`` over the prompts both completed."""
+        common = self._prompts_of(workload, a) & self._prompts_of(workload, b)
+        if not common:
+            return None
+        ta, tb = (_tps(self._runs(workload, p, common)) for p in (a, b))
+        return ta / tb if tb > 0 else None
+
+    def aggregate(self, workload: str, policy: str) -> Aggregate | None:
+        runs = self._runs(workload, policy)
+        if not runs:
+            return None
+        k_hist: Counter = Counter()
+        for r in runs:
+            k_hist.update(r.k_hist)
+        uniq_n = sum(r.unique_n for r in runs)
+        flags = [r.identical_to_off for r in runs if r.identical_to_off is not None]
+        return Aggregate(
+            workload=workload,
+            policy=policy,
+            prompts=len(runs),
+            generated_tokens=sum(r.generated_tokens for r in runs),
+            decode_s=sum(r.decode_s for r in runs),
+            iterations=sum(r.iterations for r in runs),
+            drafted=sum(r.drafted for r in runs),
+            accepted=sum(r.accepted for r in runs),
+            k_hist=k_hist,
+            mean_unique_experts=sum(r.unique_sum for r in runs) / uniq_n if uniq_n else None,
+            speedup_vs_off=self.ratio(workload, policy, "off"),
+            identical_to_off=all(flags) if flags else None,
+        )
+
+    def results(self) -> list[Aggregate]:
+        out = []
+        for w in self.workloads:
+            for p in self.policies:
+                a = self.aggregate(w, p)
+                if a is not None:
+                    out.append(a)
+        return out
+
+    def summary(self) -> dict:
+        statics = [p for p in self.policies if p.startswith("static:")]
+        per_off: dict[str, float] = {}
+        per_static: dict[str, dict] = {}
+        for w in self.workloads:
+            s = self.ratio(w, "cascade", "off")
+            if s is not None:
+                per_off[w] = round(s, 4)
+            best = max(((p, self.ratio(w, p, "off")) for p in statics), key=lambda x: x[1] or 0.0, default=None)
+            if best is not None and best[1] is not None:
+                r = self.ratio(w, "cascade", best[0])
+                if r is not None:
+                    per_static[w] = {"ratio": round(r, 4), "best_static": best[0],
+                                     "best_static_speedup_vs_off": round(best[1], 4)}
+        flags = [r.identical_to_off for r in self.runs if r.identical_to_off is not None]
+        return {
+            "cascade_speedup_vs_off": per_off,
+            "cascade_worst_speedup_vs_off": min(per_off.values()) if per_off else None,
+            "cascade_vs_best_static": {
+                "per_workload": per_static,
+                "min": min(v["ratio"] for v in per_static.values()) if per_static else None,
+            },
+            "all_identical_to_off": all(flags) if flags else None,
+            "recommendations": [r.to_dict() for r in self.recommendations()],
+        }
+
+    def recommendations(self) -> list[Recommendation]:
+        out = []
+        for w in self.workloads:
+            aggs = {p: a for p in self.policies if (a := self.aggregate(w, p)) is not None}
+            if "off" not in aggs:
+                continue
+            speed = {p: (1.0 if p == "off" else self.ratio(w, p, "off")) for p in aggs}
+            best = max((p for p in aggs if speed[p] is not None), key=lambda p: speed[p])
+            runner_up = max((p for p in aggs if p not in ("off", best) and speed[p] is not None),
+                            key=lambda p: speed[p], default=None)
+            if best == "off" or speed[best] <= 1.0:
+                k = None
+                if runner_up is None:
+                    why = "only off was measured"
+                else:
+                    why = f"no policy beat plain decoding; best was {runner_up} at {speed[runner_up]:.2f}x"
+                text = f"{w}: use off ({why})"
+                best = "off"
+            else:
+                if best.startswith("static:"):
+                    k = int(best.split(":")[1])
+                else:
+                    k = modal_k(aggs[best].k_hist) or None
+                text = f"{w}: use {best}, {speed[best]:.2f}x the tokens/s of off"
+                if runner_up is not None:
+                    text += f" (next: {runner_up} {speed[runner_up]:.2f}x)"
+                if best not in ("off",) and not best.startswith("static:"):
+                    text += f"; its most used K was {modal_k(aggs[best].k_hist)}"
+            server = "no draft model (plain decoding)" if k is None else f"--draft-max {k} --draft-min {k}"
+            text += f"; closest llama-server setting: {server}"
+            if aggs[best].identical_to_off is False:
+                text += "; WARNING: its greedy output differed from off"
+            out.append(Recommendation(w, best, speed[best], k, server, text))
+        return out
+
+    def to_dict(self) -> dict:
+        return {
+            "model": self.model,
+            "draft": self.draft,
+            "backend": self.backend,
+            "partial": self.interrupted,
+            "runs_done": len(self.runs),
+            "runs_planned": self.runs_planned,
+            "max_tokens": self.max_tokens,
+            "temperature": 0.0,
+            "policies": list(self.policies),
+            "workloads": {w: {"source": self.sources.get(w, ""), "prompts": len(ps)} for w, ps in self.workloads.items()},
+            **self.meta,
+            "results": [a.to_dict() for a in self.results()],
+            "summary": self.summary(),
+            "runs": [r.to_dict() for r in self.runs],
+            "skipped": list(self.skipped),
+        }
+
+
+def _tps(runs: Sequence[RunResult]) -> float:
+    t = sum(r.decode_s for r in runs)
+    return sum(r.generated_tokens for r in runs) / t if t > 0 else 0.0
+
+
+# -- the loop ------------------------------------------------------------------------------------
+ProgressFn = Callable[[int, int, "str | None"], None]  # (runs done, runs planned, current run or None)
+
+
+def run_bench(
+    models,
+    workloads: Mapping[str, Sequence[str]] | Mapping[str, Any],
+    policies: Sequence[str] | str,
+    *,
+    max_tokens: int = 64,
+    n_prompts: int | None = None,
+    set_params: Mapping[str, Any] | None = None,
+    progress: ProgressFn | None = None,
+    seed: int = 0,
+    warmup: bool = True,
+    clock: Callable[[], float] = time.perf_counter,
+) -> BenchReport:
+    """Run every policy on the first ``n_prompts`` prompts of each workload (all for ``None``).
+
+    ``models``: a :class:`cascade_tui.runtime.LoadedModels`. ``workloads``: name -> prompts (a
+    list of strings, or a :class:`cascade_tui.workloads.Workload`). A KeyboardInterrupt stops the
+    benchmark and returns what was measured (``report.interrupted`` is then True; the run that
+    was in flight is dropped).
+    """
+    from cascade_tui.engine import EngineError, GenerationConfig, SpeculativeDecoder
+    from cascade_tui.stats import RunStats
+
+    labels = parse_policy_list(policies)
+    make_policies(labels, set_params)  # validate everything before the first run
+    sched: dict[str, tuple[str, ...]] = {}
+    sources: dict[str, str] = {}
+    for name, w in workloads.items():
+        prompts = tuple(getattr(w, "prompts", w))
+        sched[name] = prompts if n_prompts is None else prompts[:n_prompts]
+        sources[name] = getattr(w, "source", "given")
+    total = sum(len(p) for p in sched.values()) * len(labels)
+    report = BenchReport(
+        model=models.model_path, draft=models.draft_label, backend=models.backend, policies=labels,
+        workloads=sched, sources=sources, max_tokens=max_tokens, runs_planned=total,
+    )
+    cfg = GenerationConfig(max_tokens=max_tokens, temperature=0.0, seed=seed)
+    decoder = SpeculativeDecoder(models.target, models.drafter, make_policy("off"), clock=clock)
+    done = 0
+    try:
+        if warmup and total:  # touch both models' weights once so the first timed run is not penalised
+            first = next(p for ps in sched.values() for p in ps)
+            decoder.policy = make_policy("static:2")
+            try:
+                for _ in decoder.generate(first, GenerationConfig(max_tokens=min(8, max_tokens), temperature=0.0)):
+                    pass
+            except EngineError:
+                pass
+        for w, prompts in sched.items():
+            for i, prompt in enumerate(prompts):
+                off_tokens: list[int] | None = None
+                for pol in make_policies(labels, set_params):
+                    if progress:
+                        progress(done, total, f"{w} #{i + 1} {pol.label}")
+                    decoder.policy = pol
+                    stats = RunStats()
+                    try:
+                        for ev in decoder.generate(prompt, cfg):
+                            stats.add(ev)
+                    except EngineError as e:  # e.g. the prompt does not fit the context: skip it
+                        kept = [r for r in report.runs if (r.workload, r.prompt_index) != (w, i)]
+                        done -= len(report.runs) - len(kept)
+                        report.runs = kept
+                        report.skipped.append({"workload": w, "prompt_index": i, "reason": str(e)})
+                        report.runs_planned -= len(labels)
+                        total = report.runs_planned
+                        break
+                    tokens = list(stats.emitted)
+                    if pol.label == "off":
+                        off_tokens = tokens
+                    report.runs.append(RunResult(
+                        workload=w, prompt_index=i, policy=pol.label,
+                        generated_tokens=stats.generated_tokens, decode_s=stats.decode_s,
+                        prefill_s=stats.prefill_s, iterations=stats.iterations, drafted=stats.drafted,
+                        accepted=stats.accepted, k_hist=Counter(stats.k_hist),
+                        unique_sum=float(sum(stats.unique_experts)), unique_n=len(stats.unique_experts),
+                        stop_reason=stats.reason, tokens=tokens,
+                        identical_to_off=None if off_tokens is None else tokens == off_tokens,
+                    ))
+                    done += 1
+        if progress:
+            progress(len(report.runs), report.runs_planned, None)
+    except KeyboardInterrupt:
+        report.interrupted = True
+    return report
