@@ -8,6 +8,7 @@ from __future__ import annotations
 import backends.llamacpp as L  # noqa: I001  (first: loads llama.cpp before numpy where possible)
 
 import dataclasses
+import gc
 import json
 import os
 import subprocess
@@ -365,6 +366,11 @@ def test_closed_target(models):
     t.close()  # idempotent
     with pytest.raises(BackendError, match="closed"):
         t.eval([1])
+    for _ in range(3):  # dropped without close(): freed by the garbage collector, no crash
+        u = load(models["qwen2moe"], routing="python")
+        u.eval([1, 2, 3])
+        del u
+        gc.collect()
 
 
 # -- native helper, logging, import order --------------------------------------------------
@@ -389,6 +395,14 @@ def test_native_layout_matches_python_mirror(tmp_path, monkeypatch):
     for lay in layouts:
         assert {k: lay[k] for k in hand} == hand
     assert native.find_headers() is not None, "llama-cpp-python installed no ggml headers"
+
+
+def test_native_build_falls_back_to_tmp_when_cache_unwritable(tmp_path, monkeypatch):
+    blocker = tmp_path / "not_a_dir"
+    blocker.write_text("")
+    monkeypatch.setenv("CASCADE_TUI_CACHE", str(blocker / "cache"))
+    so = native.build(force=True)
+    assert so is not None and so.parent == native.fallback_dir() / "native", native.last_error
 
 
 _CHILD = r"""

@@ -83,15 +83,13 @@ def set_log_path(path: str | os.PathLike | None = None) -> Path:
     global _log_path, _log_mode
     lib = require()
     with _lock:
-        p = Path(path).expanduser() if path is not None else default_log_path()
-        try:
-            p.parent.mkdir(parents=True, exist_ok=True)
-            if p.exists() and p.stat().st_size > MAX_LOG_BYTES:
-                os.replace(p, p.with_name(p.name + ".1"))
-            with open(p, "a"):
-                pass
-        except OSError as e:
-            raise BackendError(f"cannot write the llama.cpp log file {p}: {e.strerror or e}") from None
+        if path is not None:
+            p = _open_log(Path(path).expanduser())
+        else:  # the default location, or a temp dir when the cache is not writable
+            try:
+                p = _open_log(default_log_path())
+            except BackendError:
+                p = _open_log(native.fallback_dir() / "llama.log")
         nat = native.load()
         if nat is not None and nat.rc_log_open(os.fsencode(p)) == 0:
             _log_mode = "native"
@@ -117,6 +115,18 @@ def reassert_log() -> None:
         elif _log_mode == "fd2":
             # no compiler: llama.cpp's own C logger (stderr), redirected around noisy calls
             lib.llama_log_set(ctypes.cast(None, lib.llama_log_callback), None)
+
+
+def _open_log(p: Path) -> Path:
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        if p.exists() and p.stat().st_size > MAX_LOG_BYTES:
+            os.replace(p, p.with_name(p.name + ".1"))
+        with open(p, "a"):
+            pass
+    except OSError as e:
+        raise BackendError(f"cannot write the llama.cpp log file {p}: {e.strerror or e}") from None
+    return p
 
 
 def log_note(text: str) -> None:

@@ -39,6 +39,12 @@ def cache_dir() -> Path:
     return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "cascade-tui"
 
 
+def fallback_dir() -> Path:
+    """Where to go when the cache directory is not writable (read-only home, sandbox)."""
+    uid = os.getuid() if hasattr(os, "getuid") else os.getpid()
+    return Path(tempfile.gettempdir()) / f"cascade-tui-{uid}"
+
+
 def llama_cpp_dir() -> Path | None:
     spec = importlib.util.find_spec("llama_cpp")
     if spec is None or not spec.submodule_search_locations:
@@ -91,18 +97,29 @@ def build(headers: bool = True, force: bool = False) -> Path | None:
         src + llama_cpp_version().encode() + flavour.encode() + platform.machine().encode()
     ).hexdigest()[:16]
     suffix = ".dll" if sys.platform == "win32" else (".dylib" if sys.platform == "darwin" else ".so")
-    out_dir = cache_dir() / "native"
-    out = out_dir / f"cascade_routing-{llama_cpp_version()}-{flavour}-{key}{suffix}"
-    if out.is_file() and not force:
-        return out
+    name = f"cascade_routing-{llama_cpp_version()}-{flavour}-{key}{suffix}"
+    dirs = [cache_dir() / "native", fallback_dir() / "native"]
+    if not force:
+        for d in dirs:
+            if (d / name).is_file():
+                return d / name
     cc = find_compiler()
     if cc is None:
         last_error = "no C compiler found (set CC)"
         return None
+    tmp = None
+    for out_dir in dirs:
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=name + ".", suffix=".tmp", dir=out_dir)
+            os.close(fd)
+            break
+        except OSError as e:
+            last_error = f"cannot write to {out_dir}: {e.strerror or e}"
+    else:
+        return None
+    out = out_dir / name
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=out.name + ".", suffix=".tmp", dir=out_dir)
-        os.close(fd)
         cmd = [cc, "-O2", "-shared", "-fPIC", "-fvisibility=hidden", "-std=c11", "-o", tmp, str(SOURCE)]
         cmd[1:1] = [f"-I{inc}"] if inc is not None else ["-DRC_NO_GGML_HEADERS"]
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
@@ -112,10 +129,10 @@ def build(headers: bool = True, force: bool = False) -> Path | None:
             return None
         os.replace(tmp, out)  # atomic: concurrent builders never see a half-written file
         return out
-    except Exception as e:  # read-only cache, compiler timeout, ...
+    except Exception as e:  # compiler timeout, disk full, ...
         last_error = f"native build failed: {e}"
         try:
-            os.unlink(tmp)  # type: ignore[possibly-undefined]
+            os.unlink(tmp)
         except Exception:
             pass
         return None

@@ -161,10 +161,10 @@ RC_API bool rc_eval_cb(struct ggml_tensor *t, bool ask, void *user_data) {
         il = match_layer(t->name, PROBS, sizeof(PROBS) - 1);
         is_probs = il >= 0;
     }
-    if (il < 0) return true;
+    if (il < 0 || il >= s->n_layer) return true; /* not ours (e.g. an extra MTP layer) */
     s->n_calls++;
     const int64_t width = t->ne[0], rows = t->ne[1];
-    if (il >= s->n_layer || t->ne[2] != 1 || t->ne[3] != 1 || rows <= 0) { s->n_errors++; return true; }
+    if (t->ne[2] != 1 || t->ne[3] != 1 || rows <= 0) { s->n_errors++; return true; }
     if (is_probs) {
         if (t->type != GGML_TYPE_F32 || width != s->n_expert) { s->n_errors++; return true; }
         int32_t have = s->prob_rows[il];

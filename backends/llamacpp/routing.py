@@ -252,14 +252,14 @@ class RoutingCapture:
                 if il < 0 and st.want_probs:
                     il = _match(name, PROBS_PREFIX)
                     is_probs = il >= 0
-                if il < 0:
+                if il < 0 or il >= st.n_layer:
                     return True
                 st.n_calls += 1
                 ne = tuple(i64x4.from_address(t + o_ne))
                 nb = tuple(u64x4.from_address(t + o_nb))
                 typ = ctypes.c_int.from_address(t + o_type).value
                 width, n = ne[0], ne[1]
-                if il >= st.n_layer or ne[2] != 1 or ne[3] != 1 or n <= 0 or min(ne) <= 0:
+                if ne[2] != 1 or ne[3] != 1 or n <= 0 or min(ne) <= 0:
                     st.n_errors += 1
                     return True
                 if is_probs:

@@ -537,6 +537,10 @@ def make_drafter(path: str | os.PathLike, target, *, name: str | None = None, **
     :func:`load_target` (defaults: the target's n_ctx, routing off)."""
     kw.setdefault("n_ctx", target.n_ctx)
     kw.setdefault("routing", False)
+    extra = getattr(getattr(target, "info", None), "extra", {}) or {}
+    for key in ("n_threads", "n_gpu_layers"):  # a llama target's settings suit its drafter too
+        if key in extra and kw.get(key) is None:
+            kw[key] = extra[key]
     draft = load_target(path, **kw)
     try:
         if draft.info.vocab_fingerprint != target.info.vocab_fingerprint:
