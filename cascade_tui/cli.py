@@ -117,8 +117,8 @@ def run(
     pol = _make_policy(policy, set_)
     opts = _model_options(model, draft, backend, ctx, threads, n_gpu_layers, routing, seed)
 
-    from cascade_tui.engine import EndEvent, EngineError, GenerationConfig, IterationEvent, SpeculativeDecoder
-    from cascade_tui.runtime import UserError, load_models
+    from cascade_tui.runtime import UserError, load_models  # first: loads llama.cpp before numpy
+    from cascade_tui.engine import EngineError, GenerationConfig, IterationEvent, SpeculativeDecoder
     from cascade_tui.session import Recorder, default_session_path
     from cascade_tui.stats import RunStats
 
@@ -126,6 +126,9 @@ def run(
         models = load_models(opts)
     except UserError as e:
         raise fail(str(e)) from None
+    if models.drafter is None and pol.label != "off":
+        typer.echo(f"cascade-tui: note: no drafter, so policy {pol.label} runs as off", err=True)
+        pol = _make_policy("off", None)
 
     recorder = None
     if not no_record:
@@ -205,8 +208,8 @@ def inspect(
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Architecture, layers, experts, vocabulary and drafter compatibility of a GGUF model (no weights loaded)."""
+    from backends.llamacpp import load_target, make_drafter, read_gguf_info  # before numpy
     from backends.base import BackendError
-    from backends.llamacpp import load_target, make_drafter, read_gguf_info
 
     try:
         info = read_gguf_info(model)

@@ -5,6 +5,10 @@ Every user mistake surfaces as :class:`UserError` with one line; the CLI turns i
 
 from __future__ import annotations
 
+# llama.cpp's shared libraries must load before numpy's (a CUDA host segfaulted otherwise; see
+# backends/llamacpp/lib.py), and backends.base imports numpy: so the backend comes first.
+import backends.llamacpp  # noqa: F401,I001
+
 import os
 from dataclasses import dataclass, field
 from pathlib import Path

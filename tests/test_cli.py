@@ -96,6 +96,8 @@ def test_run_json_fields_and_session_recording(models, tmp_path):
     assert head["format"] == "cascade-session" and head["version"] == 1
     assert head["model"]["arch"] == "qwen3moe" and head["model"]["n_expert"] == 8
     assert head["policy"]["name"] == "cascade"
+    # the CLI loads llama.cpp's libraries before numpy (numpy first segfaulted on a CUDA host)
+    assert head["model"]["extra"]["numpy_imported_first"] is False
     its = [e for e in lines[1:] if e["type"] == "iteration"]
     assert len(its) == out["iterations"]
     assert all(len(e["routing"]) == 2 and len(e["routing"][0]) == e["k"] + 1 for e in its)
