@@ -81,7 +81,7 @@ def log_mode() -> str | None:
 def set_log_path(path: str | os.PathLike | None = None) -> Path:
     """Send llama.cpp's log to ``path`` (default :func:`default_log_path`). Safe to call again."""
     global _log_path, _log_mode
-    lib = require()
+    require()
     with _lock:
         if path is not None:
             p = _open_log(Path(path).expanduser())
