@@ -1,0 +1,389 @@
+"""bench: run_bench over the in-memory backend (scripted clock, MoE cost model), the report's
+arithmetic, JSON, plot, recommendations, the command's input checks, and one end-to-end run on a
+tiny real GGUF pair through llama.cpp."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from backends.model_drafter import ModelDrafter
+from cascade_tui.bench import BenchError, BenchReport, RunResult, make_policies, parse_policy_list, run_bench
+from cascade_tui.bench.render import render_table, summary_lines, write_json
+from cascade_tui.engine import GenerationConfig, SpeculativeDecoder
+from cascade_tui.policy import make_policy
+from cascade_tui.runtime import LoadedModels
+from cascade_tui.stats import RunStats
+from fakes import FakeModel, ScriptedClock, moe_cost
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+POLICIES = ["off", "static:1", "static:2", "static:3", "cascade", "heuristic"]
+WORKLOADS = {"code": ["def f(x):", "class A:", "import os"], "math": ["2+2=", "x*y"]}
+
+
+def fake_models(clock: ScriptedClock, noise: float = 0.7) -> LoadedModels:
+    target = FakeModel(vocab=16, seed=3, clock=clock, cost=moe_cost(base=1.0, per_token=0.02, per_expert=0.3))
+    draft = FakeModel(vocab=16, seed=3, noise=noise, n_moe_layers=0, clock=clock, cost=lambda n, u: 0.05 + 0.01 * n)
+    return LoadedModels(target, ModelDrafter(draft, name="fake-draft"), "fake://target", "fake-draft", "fake")
+
+
+def bench(policies=POLICIES, workloads=WORKLOADS, **kw):
+    clock = ScriptedClock()
+    kw.setdefault("max_tokens", 24)
+    return run_bench(fake_models(clock), workloads, policies, clock=clock, **kw)
+
+
+# -- the loop ----------------------------------------------------------------------------------------
+def test_interleaves_policies_per_prompt_off_first():
+    seen = []
+    report = bench(["cascade", "static:2", "off"], progress=lambda d, t, cur: seen.append((d, t, cur)))
+    order = [(r.workload, r.prompt_index, r.policy) for r in report.runs]
+    assert order == [(w, i, p) for w, ps in WORKLOADS.items() for i in range(len(ps))
+                     for p in ("off", "cascade", "static:2")]
+    assert seen[0] == (0, 15, "code #1 off") and seen[1] == (1, 15, "code #1 cascade")
+    assert seen[-1] == (15, 15, None)
+    assert report.complete and report.runs_planned == 15
+
+
+def test_each_run_matches_a_standalone_request_and_output_equals_off():
+    report = bench()
+    for r in report.runs:
+        clock = ScriptedClock()
+        m = fake_models(clock)
+        dec = SpeculativeDecoder(m.target, m.drafter, make_policy(r.policy), clock=clock)
+        stats = RunStats()
+        for ev in dec.generate(WORKLOADS[r.workload][r.prompt_index], GenerationConfig(max_tokens=24)):
+            stats.add(ev)
+        assert (r.generated_tokens, r.iterations, r.drafted, r.accepted) == (
+            stats.generated_tokens, stats.iterations, stats.drafted, stats.accepted)
+        assert r.decode_s == pytest.approx(stats.decode_s)
+        assert r.tokens == stats.emitted
+        assert r.identical_to_off is True
+    assert report.summary()["all_identical_to_off"] is True
+
+
+def test_aggregates_are_ratios_of_sums():
+    report = bench()
+    results = report.results()
+    assert [(a.workload, a.policy) for a in results] == [(w, p) for w in WORKLOADS for p in POLICIES]
+    for a in results:
+        runs = [r for r in report.runs if (r.workload, r.policy) == (a.workload, a.policy)]
+        off = [r for r in report.runs if (r.workload, r.policy) == (a.workload, "off")]
+        tps = sum(r.generated_tokens for r in runs) / sum(r.decode_s for r in runs)
+        tps_off = sum(r.generated_tokens for r in off) / sum(r.decode_s for r in off)
+        assert a.tokens_per_s == pytest.approx(tps)
+        assert a.speedup_vs_off == pytest.approx(tps / tps_off)
+        assert a.generated_tokens == sum(r.generated_tokens for r in runs) == 24 * len(WORKLOADS[a.workload])
+        drafted = sum(r.drafted for r in runs)
+        assert a.acceptance_rate == (sum(r.accepted for r in runs) / drafted if drafted else None)
+        hist = Counter()
+        for r in runs:
+            hist.update(r.k_hist)
+        assert a.mean_k == pytest.approx(sum(k * c for k, c in hist.items()) / sum(hist.values()))
+        assert a.iterations == sum(hist.values())
+        assert a.mean_unique_experts == pytest.approx(sum(r.unique_sum for r in runs) / sum(r.unique_n for r in runs))
+        assert a.identical_to_off is True
+    off = report.aggregate("code", "off")
+    assert off.speedup_vs_off == 1.0 and off.mean_k == 0 and off.acceptance_rate is None
+    assert off.mean_unique_experts == pytest.approx(2.0, abs=0.01)  # one token: top-2 per layer
+    assert report.aggregate("code", "static:3").mean_unique_experts > report.aggregate("code", "static:1").mean_unique_experts
+
+
+def test_summary_from_a_real_run_is_consistent():
+    report = bench()
+    s = report.summary()
+    per = {w: report.aggregate(w, "cascade").speedup_vs_off for w in WORKLOADS}
+    assert s["cascade_speedup_vs_off"] == {w: pytest.approx(v, abs=1e-4) for w, v in per.items()}
+    assert s["cascade_worst_speedup_vs_off"] == pytest.approx(min(per.values()), abs=1e-4)
+    for w, v in s["cascade_vs_best_static"]["per_workload"].items():
+        statics = {p: report.aggregate(w, p).tokens_per_s for p in ("static:1", "static:2", "static:3")}
+        best = max(statics, key=statics.get)
+        assert v["best_static"] == best
+        assert v["ratio"] == pytest.approx(report.aggregate(w, "cascade").tokens_per_s / statics[best], abs=1e-4)
+    assert s["cascade_vs_best_static"]["min"] == min(v["ratio"] for v in s["cascade_vs_best_static"]["per_workload"].values())
+    assert len(s["recommendations"]) == len(WORKLOADS)
+
+
+def test_set_params_reach_the_policies_that_have_them():
+    report = bench(["off", "cascade"], set_params={"k_max": "2"}, workloads={"code": ["def f(x):"]}, max_tokens=40)
+    assert max(report.aggregate("code", "cascade").k_hist) <= 2
+    assert make_policies(["off", "cascade", "heuristic"], {"k_max": 3})[2].get("k_max") == 3
+    with pytest.raises(BenchError, match="no policy in off, static:1 has the parameter 'k_max'"):
+        make_policies(["off", "static:1"], {"k_max": 3})
+    with pytest.raises(BenchError, match="static:K"):
+        make_policies(["off"], {"k": 3})
+    with pytest.raises(BenchError, match="cascade: .*k_max"):
+        make_policies(["cascade"], {"k_max": "lots"})
+
+
+def test_parse_policy_list():
+    assert parse_policy_list("cascade, static:2,off,static:2") == ["off", "cascade", "static:2"]
+    assert parse_policy_list("static:1") == ["off", "static:1"]
+    with pytest.raises(BenchError, match="unknown policy 'turbo'"):
+        parse_policy_list("off,turbo")
+    with pytest.raises(BenchError, match="empty policy name"):
+        parse_policy_list("off,,cascade")
+
+
+def test_n_prompts_and_workload_objects():
+    from cascade_tui.workloads import Workload
+
+    report = bench(["off"], {"w": Workload("w", ("a b", "c d", "e f"), "test source")}, n_prompts=2)
+    assert report.workloads == {"w": ("a b", "c d")} and report.sources == {"w": "test source"}
+    assert len(report.runs) == 2
+
+
+def test_prompt_too_long_is_skipped():
+    report = bench(["off", "static:1"], {"code": ["x" * 600, "ok"]})
+    assert [(r.prompt_index, r.policy) for r in report.runs] == [(1, "off"), (1, "static:1")]
+    assert report.skipped[0]["prompt_index"] == 0 and "context" in report.skipped[0]["reason"]
+    assert report.runs_planned == 2
+
+
+def test_ctrl_c_returns_a_partial_report(tmp_path):
+    def progress(done, total, cur):
+        if done == 4:
+            raise KeyboardInterrupt
+
+    report = bench(progress=progress)
+    assert report.interrupted and not report.complete
+    assert len(report.runs) == 4 and report.runs_planned == 30
+    d = json.loads(write_json(report, tmp_path / "r.json").read_text())
+    assert d["partial"] is True and d["runs_done"] == 4
+    assert {r["policy"] for r in d["results"]} == {"off", "static:1", "static:2", "static:3"}
+    assert any("PARTIAL" in line for line in summary_lines(report))
+
+
+# -- report arithmetic on hand-made runs --------------------------------------------------------------
+def run(w, i, policy, tokens, seconds, k_hist=None, same=True, drafted=0, accepted=0):
+    return RunResult(workload=w, prompt_index=i, policy=policy, generated_tokens=tokens, decode_s=seconds,
+                     prefill_s=0.0, iterations=sum((k_hist or {0: tokens}).values()), drafted=drafted,
+                     accepted=accepted, k_hist=Counter(k_hist or {0: tokens}), unique_sum=0.0, unique_n=0,
+                     stop_reason="max_tokens", identical_to_off=None if policy == "off" else same)
+
+
+def handmade() -> BenchReport:
+    pols = ["off", "static:1", "static:2", "cascade", "heuristic"]
+    rep = BenchReport("m.gguf", "d.gguf", "llama", pols, {"code": ("a", "b"), "chat": ("c",), "mix": ("d",)},
+                      {"code": "s", "chat": "s", "mix": "s"}, 10, runs_planned=20)
+    rep.runs = [
+        # code: off 10 tok/s; static:1 12; static:2 15 (best); cascade 14; heuristic 11
+        run("code", 0, "off", 10, 1.0), run("code", 1, "off", 10, 1.0),
+        run("code", 0, "static:1", 10, 0.9), run("code", 1, "static:1", 14, 1.1),
+        run("code", 0, "static:2", 15, 1.0), run("code", 1, "static:2", 15, 1.0),
+        run("code", 0, "cascade", 14, 1.0, {0: 2, 3: 5, 2: 1}), run("code", 1, "cascade", 14, 1.0, {3: 4}),
+        run("code", 0, "heuristic", 11, 1.0), run("code", 1, "heuristic", 11, 1.0),
+        # chat: everything slower than off
+        run("chat", 0, "off", 10, 1.0), run("chat", 0, "static:1", 10, 1.25), run("chat", 0, "static:2", 10, 2.0),
+        run("chat", 0, "cascade", 10, 1.05, {0: 9, 1: 1}), run("chat", 0, "heuristic", 10, 1.5, same=False),
+        # mix: cascade best, mostly at K=0 -> closest fixed setting is no draft
+        run("mix", 0, "off", 10, 1.0), run("mix", 0, "static:1", 10, 1.0), run("mix", 0, "static:2", 10, 1.25),
+        run("mix", 0, "cascade", 11, 1.0, {0: 6, 1: 2}), run("mix", 0, "heuristic", 10, 1.0),
+    ]
+    return rep
+
+
+def test_summary_math_and_recommendations():
+    rep = handmade()
+    s = rep.summary()
+    assert s["cascade_speedup_vs_off"] == {"code": 1.4, "chat": pytest.approx(0.9524, abs=1e-4), "mix": 1.1}
+    assert s["cascade_worst_speedup_vs_off"] == pytest.approx(0.9524, abs=1e-4)
+    vs = s["cascade_vs_best_static"]
+    assert vs["per_workload"]["code"] == {"ratio": pytest.approx(14 / 15, abs=1e-4), "best_static": "static:2",
+                                          "best_static_speedup_vs_off": 1.5}
+    assert vs["per_workload"]["chat"]["best_static"] == "static:1"
+    assert vs["per_workload"]["chat"]["ratio"] == pytest.approx(1.25 / 1.05, abs=1e-4)
+    assert vs["per_workload"]["mix"]["ratio"] == pytest.approx(1.1, abs=1e-4)
+    assert vs["min"] == pytest.approx(14 / 15, abs=1e-4)
+    assert s["all_identical_to_off"] is False
+    assert rep.aggregate("chat", "heuristic").identical_to_off is False
+    assert rep.aggregate("code", "static:1").speedup_vs_off == pytest.approx(24 / 20)
+    assert rep.aggregate("code", "cascade").mean_k == pytest.approx((3 * 5 + 2 + 3 * 4) / 12)
+
+    recs = {r.workload: r for r in rep.recommendations()}
+    assert (recs["code"].policy, recs["code"].draft_k) == ("static:2", 2)
+    assert recs["code"].llama_server == "--draft-max 2 --draft-min 2"
+    assert recs["code"].text.startswith("code: use static:2, 1.50x the tokens/s of off (next: cascade 1.40x)")
+    assert (recs["chat"].policy, recs["chat"].draft_k) == ("off", None)
+    assert "no policy beat plain decoding; best was cascade at 0.95x" in recs["chat"].text
+    assert "no draft" in recs["chat"].llama_server
+    assert recs["mix"].policy == "cascade" and recs["mix"].draft_k is None  # modal K is 0
+    assert "most used K was 0" in recs["mix"].text and "no draft" in recs["mix"].text
+    assert any("WARNING: greedy output differed from off in: chat #1 heuristic" in x for x in summary_lines(rep))
+
+
+def test_cascade_recommendation_uses_its_modal_k():
+    rep = handmade()
+    rep.runs = [r for r in rep.runs if r.policy != "static:2"]
+    rep.policies.remove("static:2")
+    rec = {r.workload: r for r in rep.recommendations()}["code"]
+    assert (rec.policy, rec.draft_k, rec.llama_server) == ("cascade", 3, "--draft-max 3 --draft-min 3")
+
+
+def test_speedup_uses_only_prompts_both_policies_finished():
+    rep = handmade()
+    rep.runs = [r for r in rep.runs if not (r.workload == "code" and r.prompt_index == 1 and r.policy != "off")]
+    assert rep.aggregate("code", "static:1").speedup_vs_off == pytest.approx((10 / 0.9) / 10)
+    assert rep.aggregate("code", "off").prompts == 2
+
+
+def test_json_schema(tmp_path):
+    d = json.loads(write_json(handmade(), tmp_path / "r.json").read_text())
+    assert {"model", "draft", "backend", "results", "summary"} <= set(d)
+    assert (d["model"], d["draft"], d["backend"], d["partial"]) == ("m.gguf", "d.gguf", "llama", False)
+    for r in d["results"]:
+        assert {"workload", "policy", "tokens_per_s", "speedup_vs_off", "acceptance_rate", "mean_k",
+                "generated_tokens", "identical_to_off", "mean_unique_experts"} <= set(r)
+    assert {"cascade_worst_speedup_vs_off", "cascade_vs_best_static", "recommendations"} <= set(d["summary"])
+    assert len(d["results"]) == 15 and len(d["runs"]) == 20
+
+
+def test_table_renders():
+    from rich.console import Console
+
+    c = Console(width=80, record=True)
+    c.print(render_table(handmade()))
+    text = c.export_text()
+    assert "static:2" in text and "1.50x" in text and "NO" in text
+
+
+def test_plot_writes_a_png(tmp_path):
+    from cascade_tui.bench.plot import plot_report
+
+    out = plot_report(handmade(), tmp_path / "s.png")
+    assert out.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_plot_without_matplotlib_is_a_clear_error(monkeypatch, tmp_path):
+    import cascade_tui.bench.plot as plot
+
+    monkeypatch.setattr(plot.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(BenchError, match="--plot needs matplotlib.*pip install"):
+        plot.plot_report(handmade(), tmp_path / "s.png")
+
+
+# -- the command -----------------------------------------------------------------------------------------
+def bench_app() -> typer.Typer:
+    from cascade_tui.bench.command import register
+
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+    @app.callback()
+    def _root() -> None:
+        pass
+
+    register(app)
+    return app
+
+
+@pytest.fixture
+def no_model_load(monkeypatch):
+    import cascade_tui.runtime as runtime
+
+    def boom(*a, **k):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(runtime, "load_models", boom)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["-w", "code,poetry"], "unknown workload 'poetry'"),
+        (["--policies", "off,turbo"], "unknown policy 'turbo'"),
+        (["--prompts", "/nonexistent/p.jsonl"], "prompts file /nonexistent/p.jsonl not found"),
+        (["--json", "/nonexistent/dir/r.json"], "directory /nonexistent/dir does not exist"),
+        (["--plot", "chart.gif"], "use a .png, .svg or .pdf"),
+        (["--set", "nonsense"], "--set expects KEY=VALUE"),
+        (["--set", "tolerance=2", "--policies", "off,static:1"], "has the parameter 'tolerance'"),
+        (["--prompt-source", "web"], "unknown prompt source"),
+    ],
+)
+def test_bad_input_exits_2_before_loading(no_model_load, args, message):
+    res = CliRunner().invoke(bench_app(), ["bench", *args])
+    assert res.exit_code == 2, res.output
+    assert message in res.stderr
+    assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
+
+
+def test_bad_prompts_line_exits_2(no_model_load, tmp_path):
+    p = tmp_path / "p.jsonl"
+    p.write_text('{"prompt": "a"}\n{oops}\n')
+    res = CliRunner().invoke(bench_app(), ["bench", "--prompts", str(p)])
+    assert res.exit_code == 2 and "line 2: not valid JSON" in res.stderr
+
+
+def test_cli_has_bench_once_wired():
+    from cascade_tui.cli import app
+
+    names = [c.name or c.callback.__name__ for c in app.registered_commands]
+    if "bench" not in names:
+        pytest.skip("cascade_tui.cli does not call register(app) yet")
+    assert names.count("bench") == 1
+
+
+# -- end to end on a tiny real GGUF pair (llama.cpp) ---------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_gguf(tmp_path_factory):
+    pytest.importorskip("backends.llamacpp.target")
+    from cascade_tui.factory import write_model
+
+    d = tmp_path_factory.mktemp("bench-gguf")
+    common = dict(arch="llama", n_layer=2, n_embd=64, n_head=4, n_ff=128, seed=0)
+    write_model(d / "target.gguf", n_expert=8, n_expert_used=2, **common)
+    write_model(d / "draft.gguf", n_expert=0, **common)
+    return d / "target.gguf", d / "draft.gguf"
+
+
+def test_end_to_end_on_tiny_gguf(tiny_gguf, tmp_path):
+    target, draft = tiny_gguf
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text('{"prompt": "def add(a, b):", "workload": "code"}\n{"prompt": "The capital of"}\n')
+    args = ["bench", "--model", str(target), "--draft", str(draft), "--threads", "1", "--ctx", "256",
+            "--policies", "static:1,static:2,cascade", "-w", "math", "--prompt-source", "builtin",
+            "--prompts-per-workload", "1", "--prompts", str(prompts), "-n", "12",
+            "--json", str(tmp_path / "r.json"), "--plot", str(tmp_path / "r.png")]
+    res = CliRunner().invoke(bench_app(), args)
+    assert res.exit_code == 0, res.output + res.stderr
+    d = json.loads((tmp_path / "r.json").read_text())
+    assert (d["model"], d["draft"], d["backend"]) == (str(target), str(draft), "llama")
+    assert [(r["workload"], r["policy"]) for r in d["results"]] == [
+        (w, p) for w in ("math", "code", "custom") for p in ("off", "static:1", "static:2", "cascade")]
+    assert all(r["identical_to_off"] for r in d["results"])
+    assert all(r["generated_tokens"] == 12 for r in d["results"])
+    assert all(r["mean_unique_experts"] >= 2.0 for r in d["results"])
+    assert d["workloads"]["math"]["source"].startswith("built-in")
+    assert d["machine"]["threads"] == 1
+    assert (tmp_path / "r.png").read_bytes()[:8] == PNG_MAGIC
+    assert "recommendation:" in res.stdout and "closest llama-server setting" in res.stdout
+
+
+def test_end_to_end_ctrl_c_writes_partial_report(tiny_gguf, tmp_path, monkeypatch):
+    import cascade_tui.bench.runner as runner
+
+    real = runner.run_bench
+
+    def interrupted(*a, **kw):
+        outer = kw["progress"]
+
+        def progress(done, total, cur):
+            outer(done, total, cur)
+            if done == 3:
+                raise KeyboardInterrupt
+
+        kw["progress"] = progress
+        return real(*a, **kw)
+
+    monkeypatch.setattr(runner, "run_bench", interrupted)
+    target, draft = tiny_gguf
+    res = CliRunner().invoke(bench_app(), [
+        "bench", "--model", str(target), "--draft", str(draft), "--threads", "1", "--ctx", "256", "-n", "6",
+        "-w", "code", "--prompt-source", "builtin", "--policies", "off,static:1", "--json", str(tmp_path / "r.json")])
+    assert res.exit_code == 130, res.output + res.stderr
+    d = json.loads((tmp_path / "r.json").read_text())
+    assert d["partial"] is True and d["runs_done"] == 3 and d["runs_planned"] == 6
+    assert "PARTIAL RESULTS: interrupted after 3 of 6 runs" in res.stdout
