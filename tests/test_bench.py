@@ -301,6 +301,7 @@ def no_model_load(monkeypatch):
         (["--set", "nonsense"], "--set expects KEY=VALUE"),
         (["--set", "tolerance=2", "--policies", "off,static:1"], "has the parameter 'tolerance'"),
         (["--prompt-source", "web"], "unknown prompt source"),
+        (["--draft", "none"], "with --draft none every policy is plain decoding"),
     ],
 )
 def test_bad_input_exits_2_before_loading(no_model_load, args, message):
@@ -387,3 +388,22 @@ def test_end_to_end_ctrl_c_writes_partial_report(tiny_gguf, tmp_path, monkeypatc
     d = json.loads((tmp_path / "r.json").read_text())
     assert d["partial"] is True and d["runs_done"] == 3 and d["runs_planned"] == 6
     assert "PARTIAL RESULTS: interrupted after 3 of 6 runs" in res.stdout
+
+
+def test_subprocess_loads_llama_cpp_before_numpy(tiny_gguf, tmp_path):
+    """In a fresh interpreter, as a user runs it: llama.cpp's libraries load before numpy's."""
+    import subprocess
+    import sys
+
+    target, draft = tiny_gguf
+    code = ("import typer, sys; from cascade_tui.bench.command import register\n"
+            "app = typer.Typer()\n@app.callback()\ndef _r(): pass\nregister(app); app()")
+    res = subprocess.run(
+        [sys.executable, "-c", code, "bench", "--model", str(target), "--draft", str(draft), "--threads", "1",
+         "--ctx", "128", "-n", "4", "-w", "code", "--prompt-source", "builtin", "--prompts-per-workload", "1",
+         "--policies", "off", "--json", str(tmp_path / "r.json")],
+        capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    d = json.loads((tmp_path / "r.json").read_text())
+    assert d["model_info"]["extra"]["numpy_imported_first"] is False
+    assert d["model_info"]["n_expert"] == 8 and d["draft_info"]["n_expert"] == 0

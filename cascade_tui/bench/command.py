@@ -109,6 +109,8 @@ def register(app: typer.Typer) -> None:
             if prompts_per_workload:
                 sets_file = {k: v.head(prompts_per_workload) for k, v in sets_file.items()}
             workloads = {**sets_named, **sets_file}
+            if draft is not None and draft.strip().lower() == "none":
+                raise BenchError("bench compares draft policies; with --draft none every policy is plain decoding")
             if json_path is not None:
                 check_writable(json_path, "--json file")
             if plot is not None:
@@ -119,10 +121,10 @@ def register(app: typer.Typer) -> None:
         except (BenchError, WorkloadError) as e:
             raise fail(str(e)) from None
 
+        from cascade_tui.runtime import ModelOptions, UserError, default_threads, load_models  # llama.cpp before numpy
+
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        from cascade_tui.runtime import ModelOptions, UserError, default_threads, load_models
 
         opts = ModelOptions(model=model, draft=draft, backend=backend, ctx=ctx, threads=threads,
                             n_gpu_layers=n_gpu_layers, routing=routing, seed=seed)
@@ -147,6 +149,9 @@ def register(app: typer.Typer) -> None:
         finally:
             models.close()
         report.meta.update(machine_info(threads or default_threads()))
+        report.meta["model_info"] = models.target.info.to_dict()
+        dmodel = getattr(models.drafter, "model", None)
+        report.meta["draft_info"] = dmodel.info.to_dict() if dmodel is not None and hasattr(dmodel, "info") else None
         report.meta["argv"] = sys.argv[1:]
 
         out.print(render_table(report))
