@@ -407,3 +407,15 @@ def test_subprocess_loads_llama_cpp_before_numpy(tiny_gguf, tmp_path):
     d = json.loads((tmp_path / "r.json").read_text())
     assert d["model_info"]["extra"]["numpy_imported_first"] is False
     assert d["model_info"]["n_expert"] == 8 and d["draft_info"]["n_expert"] == 0
+
+
+def test_recommendation_flags_a_win_that_is_not_on_every_prompt():
+    rep = handmade()
+    rep.policies = ["off", "static:1"]
+    rep.runs = [r for r in rep.runs if r.workload == "code" and r.policy in rep.policies]
+    rep.workloads = {"code": ("a", "b")}
+    assert "not on every prompt" not in rep.recommendations()[0].text
+    rep.runs[2] = run("code", 0, "static:1", 10, 1.2)
+    assert rep.per_prompt_speedups("code", "static:1") == pytest.approx([10 / 12, 14 / 11])
+    text = rep.recommendations()[0].text
+    assert text.startswith("code: use static:1, 1.04x the tokens/s of off (not on every prompt: 0.83x-1.27x)")

@@ -218,6 +218,15 @@ class BenchReport:
         ta, tb = (_tps(self._runs(workload, p, common)) for p in (a, b))
         return ta / tb if tb > 0 else None
 
+    def per_prompt_speedups(self, workload: str, policy: str) -> list[float]:
+        """tokens/s of ``policy`` / tokens/s of ``off`` for each prompt both completed."""
+        out = []
+        for i in sorted(self._prompts_of(workload, policy) & self._prompts_of(workload, "off")):
+            a, b = (_tps(self._runs(workload, p, {i})) for p in (policy, "off"))
+            if b > 0:
+                out.append(a / b)
+        return out
+
     def aggregate(self, workload: str, policy: str) -> Aggregate | None:
         runs = self._runs(workload, policy)
         if not runs:
@@ -301,6 +310,9 @@ class BenchReport:
                 else:
                     k = modal_k(aggs[best].k_hist) or None
                 text = f"{w}: use {best}, {speed[best]:.2f}x the tokens/s of off"
+                per = self.per_prompt_speedups(w, best)
+                if len(per) > 1 and min(per) <= 1.0:
+                    text += f" (not on every prompt: {min(per):.2f}x-{max(per):.2f}x)"
                 if runner_up is not None:
                     text += f" (next: {runner_up} {speed[runner_up]:.2f}x)"
                 if best not in ("off",) and not best.startswith("static:"):
