@@ -269,6 +269,12 @@ def _ranges(ids: list[int]) -> str:
     return ", ".join(out)
 
 
+# `bench` lives with the benchmark code; it reuses the option types above
+from cascade_tui.bench.command import register as _register_bench  # noqa: E402
+
+_register_bench(app)
+
+
 def main() -> None:
     try:
         app()
