@@ -49,8 +49,19 @@ def test_interleaves_policies_per_prompt_off_first():
     assert report.complete and report.runs_planned == 15
 
 
+def standalone(r):
+    clock = ScriptedClock()
+    m = fake_models(clock)
+    dec = SpeculativeDecoder(m.target, m.drafter, make_policy(r.policy), clock=clock)
+    stats = RunStats()
+    for ev in dec.generate(WORKLOADS[r.workload][r.prompt_index], GenerationConfig(max_tokens=24)):
+        stats.add(ev)
+    return stats
+
+
 def test_each_run_matches_a_standalone_request_and_output_equals_off():
-    report = bench()
+    report = bench(time_draft_prefill=True)
+    assert report.meta["draft_prefill"].startswith("timed")
     for r in report.runs:
         clock = ScriptedClock()
         m = fake_models(clock)
@@ -62,8 +73,23 @@ def test_each_run_matches_a_standalone_request_and_output_equals_off():
             stats.generated_tokens, stats.iterations, stats.drafted, stats.accepted)
         assert r.decode_s == pytest.approx(stats.decode_s)
         assert r.tokens == stats.emitted
-        assert r.identical_to_off is True
+        assert r.identical_to_off is True and r.draft_prefill_s == 0
     assert report.summary()["all_identical_to_off"] is True
+
+
+def test_drafter_reads_the_prompt_outside_the_timed_request():
+    report = bench()
+    assert report.meta["draft_prefill"].startswith("untimed")
+    for r in report.runs:
+        alone = standalone(r)
+        assert r.tokens == alone.emitted and r.identical_to_off is True
+        n_prompt = len(WORKLOADS[r.workload][r.prompt_index])
+        if r.policy == "off":
+            assert r.draft_prefill_s == 0 and r.decode_s == pytest.approx(alone.decode_s)
+        else:  # the fake drafter's cost model: 0.05 s + 0.01 s per token and eval
+            assert r.draft_prefill_s == pytest.approx(0.05 + 0.01 * n_prompt)
+            if r.drafted:
+                assert r.decode_s < alone.decode_s
 
 
 def test_aggregates_are_ratios_of_sums():

@@ -19,7 +19,7 @@ from cascade_tui.bench.runner import (
 DEFAULT_POLICIES = "off,static:1,static:2,static:3,static:4,cascade,heuristic"
 DEFAULT_WORKLOADS = "code,extraction,math"
 DEFAULT_PROMPTS_PER_WORKLOAD = 3
-DEFAULT_MAX_TOKENS = 64
+DEFAULT_MAX_TOKENS = 128
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",

@@ -74,6 +74,10 @@ def register(app: typer.Typer) -> None:
             help=f"First N prompts of each set. Default: {DEFAULT_PROMPTS_PER_WORKLOAD} for named sets, all for --prompts.")] = None,
         prompt_source: Annotated[str, typer.Option(
             "--prompt-source", help="auto (HumanEval / MT-Bench if installed, else built-in), packaged, or builtin.")] = "auto",
+        time_draft_prefill: Annotated[bool, typer.Option(
+            "--time-draft-prefill",
+            help="Count the drafter reading the prompt as decode time (default: it reads the prompt "
+                 "before each timed request, untimed like the target's prefill, as llama-server reports).")] = False,
         model: ModelOpt = None,
         draft: DraftOpt = None,
         backend: BackendOpt = "auto",
@@ -145,7 +149,8 @@ def register(app: typer.Typer) -> None:
         try:
             with bar:
                 report = run_bench(models, {k: v for k, v in workloads.items()}, labels, max_tokens=max_tokens,
-                                   set_params=sets, progress=on_progress, seed=seed)
+                                   set_params=sets, progress=on_progress, seed=seed,
+                                   time_draft_prefill=time_draft_prefill)
         finally:
             models.close()
         report.meta.update(machine_info(threads or default_threads()))
