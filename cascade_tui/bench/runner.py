@@ -397,7 +397,7 @@ def run_bench(
     workloads: Mapping[str, Sequence[str]] | Mapping[str, Any],
     policies: Sequence[str] | str,
     *,
-    max_tokens: int = 64,
+    max_tokens: int = 128,
     n_prompts: int | None = None,
     set_params: Mapping[str, Any] | None = None,
     progress: ProgressFn | None = None,
