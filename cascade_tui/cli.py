@@ -162,6 +162,14 @@ def run(
         if recorder:
             recorder.note("error", message=str(e))
         typer.echo(f"cascade-tui: error: {e}", err=True)
+    except Exception as e:  # a backend failure mid-run: one line; the details go to the recording
+        code = 1
+        import traceback
+
+        if recorder:
+            recorder.note("error", message=str(e), traceback=traceback.format_exc())
+        where = f"; details in {recorder.path}" if recorder else ""
+        typer.echo(f"cascade-tui: error: generation failed: {type(e).__name__}: {e}{where}", err=True)
     except KeyboardInterrupt:
         code = 130
         stats.reason = "interrupted"
@@ -174,8 +182,8 @@ def run(
         if recorder:
             recorder.close()
         models.close()
-    if code == 2:
-        raise typer.Exit(2)
+    if code in (1, 2):
+        raise typer.Exit(code)
 
     out = stats.to_dict()
     out.update({

@@ -189,3 +189,33 @@ def test_generation_past_the_context_stops_cleanly(models):
     out = json.loads(p.stdout)
     assert out["stop_reason"] == "context"
     assert out["prompt_tokens"] + out["generated_tokens"] == 33  # a full cache still predicts one more
+
+
+def test_ctrl_c_keeps_output_and_recording(tmp_path):
+    import signal
+    import time
+
+    model = write_model(tmp_path / "slow.gguf", arch="llama", n_layer=4, n_embd=256, n_head=4,
+                        n_ff=256, n_expert=8, n_expert_used=2, seed=3)
+    rec = tmp_path / "interrupted.cascade.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cascade_tui", "run", "--model", model, "--draft", "ngram",
+         "--prompt", PROMPT, "--threads", "1", "--max-tokens", "2000", "--record", rec],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if rec.exists() and rec.read_text().count('"type":"iteration"') >= 20:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "interrupted" in err
+    lines = [json.loads(line) for line in rec.read_text().splitlines()]
+    its = [e for e in lines[1:] if e["type"] == "iteration"]
+    assert len(its) >= 20
+    assert lines[-1]["type"] == "end" and lines[-1]["reason"] == "interrupted"
+    assert lines[-1]["generated_tokens"] == sum(len(e["emitted"]) for e in its)
+    # everything generated before Ctrl-C was printed
+    assert out.startswith("".join(e["text"] for e in its))
