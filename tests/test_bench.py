@@ -151,6 +151,8 @@ def test_parse_policy_list():
     assert parse_policy_list("static:1") == ["off", "static:1"]
     with pytest.raises(BenchError, match="unknown policy 'turbo'"):
         parse_policy_list("off,turbo")
+    with pytest.raises(BenchError, match="--policies static:x: k: 'x' is not a valid int"):
+        parse_policy_list("off,static:x")
     with pytest.raises(BenchError, match="empty policy name"):
         parse_policy_list("off,,cascade")
 

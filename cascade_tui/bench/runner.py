@@ -37,7 +37,8 @@ def parse_policy_list(spec: str | Sequence[str]) -> list[str]:
         try:
             label = make_policy(s).label
         except PolicyError as e:
-            raise BenchError(str(e)) from None
+            msg = str(e)
+            raise BenchError(msg if s in msg else f"--policies {s}: {msg}") from None
         if label not in labels:
             labels.append(label)
     if "off" in labels:
