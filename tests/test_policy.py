@@ -97,7 +97,8 @@ def test_every_constant_is_a_parameter_with_help():
     assert {"base_iters", "base_refresh", "test_iters", "max_trials", "set_iters", "backoff",
             "tolerance", "k_max"} <= set(p.spec)
     for param in p.spec.values():
-        assert param.help and param.min is not None and param.max is not None
+        assert param.help
+        assert param.type is bool or (param.min is not None and param.max is not None)
         assert param.coerce(param.default) == param.default
 
 
@@ -217,3 +218,52 @@ def test_heuristic_schedule():
     with pytest.raises(PolicyError):
         p.set("k_min", 9)
     assert p.get("k_min") == 1
+
+
+def requests(policy, sizes, cost):
+    """Several requests on one policy object, as a chat or a benchmark runs them."""
+    logs = []
+    for n in sizes:
+        policy.reset()
+        logs.append(simulate(policy, n, cost))
+    return logs
+
+
+def test_cascade_memory_carries_backoff_and_knowledge_across_requests():
+    cost = lambda k, i: utility_cost(ALL_BAD)(k)  # noqa: E731
+    with_memory = requests(CascadePolicy(), [100] * 8, cost)
+    # only the first request measures t_base; later ones resume where the last stopped
+    assert with_memory[0][0][1] == "base"
+    assert all(log[0][1] != "base" for log in with_memory[1:])
+    flat = [x for log in with_memory for x in log]
+    lengths = [n for _, n in set_phases(flat)]
+    # back-off keeps doubling across request boundaries (a set phase may span requests)
+    assert max(lengths) >= 256
+    zero_share = sum(1 for k, _ in flat if k == 0) / len(flat)
+
+    fresh = requests(CascadePolicy(memory=False), [100] * 8, cost)
+    assert all(log[0][1] == "base" for log in fresh)
+    fresh_flat = [x for log in fresh for x in log]
+    fresh_zero = sum(1 for k, _ in fresh_flat if k == 0) / len(fresh_flat)
+    assert zero_share > fresh_zero
+    assert zero_share >= 0.95
+
+
+def test_cascade_memory_resumes_a_good_k_and_still_adapts():
+    logs = requests(CascadePolicy(), [60, 60], lambda k, i: utility_cost(PEAK3)(k))
+    second = logs[1]
+    assert second[0] == (3, "set")  # resumes the set phase at the K it had found
+    # the first iteration after reset (drafter cold) is not counted in the set phase's U
+    p = CascadePolicy()
+    requests(p, [30], lambda k, i: utility_cost(PEAK3)(k))
+    p.reset()
+    p.observe(Observation(3, 3, 3, 0, 0, 100.0))  # a very slow first step
+    assert p.utility() is None or p.utility() == pytest.approx(2.0)
+    # a cost shift after the carry-over is still found
+    shift = [utility_cost(PEAK3), utility_cost(ALL_BAD)]
+    p = CascadePolicy()
+    logs = [simulate(p, 200, lambda k, i: shift[0](k))]
+    for _ in range(3):
+        p.reset()
+        logs.append(simulate(p, 200, lambda k, i: shift[1](k)))
+    assert set_phases(logs[-1])[-1][0] == 0

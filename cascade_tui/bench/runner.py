@@ -452,9 +452,12 @@ def run_bench(
             except EngineError:
                 pass
         for w, prompts in sched.items():
+            # one policy object per label for the whole workload: an adaptive policy carries what
+            # it learned from one prompt to the next, as in a chat or server session
+            policies = make_policies(labels, set_params)
             for i, prompt in enumerate(prompts):
                 off_tokens: list[int] | None = None
-                for pol in make_policies(labels, set_params):
+                for pol in policies:
                     if progress:
                         progress(done, total, f"{w} #{i + 1} {pol.label}")
                     decoder.policy = pol

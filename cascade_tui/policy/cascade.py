@@ -23,6 +23,12 @@ A request moves through three phases:
 
 The first iteration after a K = 0 stretch also pays for the drafter catching up on the tokens it
 skipped; it runs but is not counted in a trial, so a one-off cost does not read as a slow K.
+
+With ``memory`` on (the default), a new request on the same policy object (the next prompt of a
+chat or a benchmark) keeps what the last one learned: t_base, the utility measured per K and the
+back-off, and resumes the interrupted set phase instead of re-measuring and re-testing from
+scratch. Short requests would otherwise spend a large share of their iterations testing K values
+already known to lose. ``memory=false`` restarts every request afresh, as the paper describes.
 """
 
 from __future__ import annotations
@@ -48,11 +54,12 @@ class CascadePolicy(Policy):
         Param("k_start", int, 1, 1, MAX_K, "first K tried in a request"),
         Param("k_max", int, 8, 1, MAX_K, "largest K tried"),
         Param("min_utility", float, 1.0, 0.0, 100.0, "speculate only where the best U reaches this"),
+        Param("memory", bool, True, None, None, "carry t_base, measured U and back-off over to the next request"),
     )
 
     def __init__(self, **overrides):
         super().__init__(**overrides)
-        self.reset()
+        self._forget()
 
     def _validate_all(self) -> None:
         if self.get("k_start") > self.get("k_max"):
@@ -66,6 +73,16 @@ class CascadePolicy(Policy):
 
     # -- state -------------------------------------------------------------------------------
     def reset(self) -> None:
+        """A new request. With ``memory`` and something learned, carry it over (module docstring)."""
+        if not self.get("memory") or self.t_base is None or not self._last_test:
+            self._forget()
+            return
+        self._window = []
+        self._warmup = self._k > 0  # the drafter starts the request cold: don't count that step
+        if self._phase != "set" or self._left <= 0:
+            self._after_set()
+
+    def _forget(self) -> None:
         self._base: deque[float] = deque(maxlen=self.get("base_window"))
         self._since_base = 0  # iterations since the last K=0 sample
         self._seen: dict[int, float] = {}  # latest measured U per non-zero K, this request
@@ -138,7 +155,10 @@ class CascadePolicy(Policy):
             if len(self._window) >= self.get("test_iters"):
                 self._end_trial()
         else:  # set
-            self._window.append(obs)
+            if self._warmup:
+                self._warmup = False
+            else:
+                self._window.append(obs)
             self._left -= 1
             if self._left <= 0:
                 if self._k > 0:
