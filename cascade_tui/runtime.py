@@ -31,6 +31,10 @@ class ModelOptions:
     n_gpu_layers: int = 0
     routing: bool = True
     seed: int = 0
+    # a model drafter idle through a long K=0 stretch re-reads at most this many recent tokens when
+    # speculation resumes (None: all it missed); measured on the demo pair, 32 made Cascade's
+    # re-tests cheaper without changing the output (see docs/BENCHMARKS.md)
+    draft_catch_up: int | None = 32
     extra: dict[str, Any] = field(default_factory=dict)  # backend-specific load options
 
 
@@ -126,4 +130,5 @@ def load_models(opts: ModelOptions, *, need_drafter: bool = True) -> LoadedModel
         except BackendError as e:
             target.close()
             raise UserError(f"drafter: {e}") from None
+        drafter.max_catch_up = opts.draft_catch_up
     return LoadedModels(target, drafter, model_path, label, backend)

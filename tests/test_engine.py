@@ -232,3 +232,29 @@ def test_cascade_speculates_when_it_pays():
     assert results["cascade"][1] == results["off"][1]
     assert results["cascade"][0] < results["off"][0] / 1.5
     assert np.mean([e.k for e in results["cascade"][2]]) > 2
+
+
+def test_bounded_catch_up_reads_a_recent_window_and_keeps_output_exact():
+    draft_model = FakeModel(seed=12, noise=0.5)
+    drafter = ModelDrafter(draft_model, max_catch_up=8)
+    calls = []
+    orig = draft_model.eval
+    draft_model.eval = lambda tokens: (calls.append(len(tokens)), orig(tokens))[1]
+    dec = SpeculativeDecoder(FakeModel(seed=12), drafter, make_policy("off"))
+    prompt = list(range(1, 31))
+    out, late_accepted = [], 0
+    for ev in dec.generate(prompt, GenerationConfig(max_tokens=80)):
+        if isinstance(ev, IterationEvent):
+            out.extend(ev.emitted)
+            if ev.index > 41:
+                late_accepted += ev.accepted
+            if ev.index == 0:
+                dec.send(SwitchPolicy("static:3"))  # the prompt is read in full at the first draft
+            if ev.index == 12:
+                dec.send(SwitchPolicy("off"))
+            if ev.index == 40:
+                dec.send(SwitchPolicy("static:3"))  # after ~28 skipped tokens: a windowed catch-up
+    assert calls[0] == 30 + 1  # the prompt and the first token, in full
+    assert 8 in calls[1:] and max(calls[1:]) <= 8
+    assert out == reference_greedy(FakeModel(seed=12), prompt, 80)
+    assert late_accepted > 0  # the drafter still drafts usefully after the window restart
