@@ -219,3 +219,21 @@ def test_ctrl_c_keeps_output_and_recording(tmp_path):
     assert lines[-1]["generated_tokens"] == sum(len(e["emitted"]) for e in its)
     # everything generated before Ctrl-C was printed
     assert out.startswith("".join(e["text"] for e in its))
+
+
+def test_demo_pair_is_the_default():
+    """A new user's first command: no --model, the bundled demo pair, real speculation."""
+    outs = {}
+    for policy in ("off", "static:3", "cascade"):
+        p = cli("run", "--prompt", "def fibonacci(n):", "--policy", policy, "--threads", "1",
+                "--max-tokens", "64", "--no-record", "--json", check=0)
+        outs[policy] = json.loads(p.stdout)
+    off = outs["off"]
+    assert off["model"].endswith(os.path.join("demo", "target.gguf"))
+    assert off["draft"].endswith(os.path.join("demo", "draft.gguf"))
+    assert off["generated_tokens"] == 64 and off["text"].strip()
+    for policy in ("static:3", "cascade"):
+        assert outs[policy]["text"] == off["text"], policy
+    s3 = outs["static:3"]
+    assert 0 < s3["acceptance_rate"] < 1  # a real drafter: often right, not always
+    assert s3["mean_unique_experts"] > off["mean_unique_experts"] >= 2.0
