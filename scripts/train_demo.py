@@ -266,10 +266,11 @@ class TrainConfig:
     aux_coef: float = 0.01  # load balancing (Switch Transformer form)
     z_coef: float = 1e-3  # router z-loss (keeps router logits small)
     bos_prob: float = 1.0  # windows that start with <|endoftext|> (llama.cpp adds BOS to prompts)
+    aligned_frac: float = 0.75  # windows that start at column 0 of a line (like a typed prompt)
     seed: int = 0
 
 
-TARGET_TRAIN = TrainConfig(steps=950, seed=1)
+TARGET_TRAIN = TrainConfig(steps=1150, seed=1)
 DRAFT_TRAIN = TrainConfig(steps=1000, lr=3e-3, seed=2)
 
 
@@ -322,12 +323,31 @@ def load_corpus(log) -> dict:
     }
     log(f"corpus: {len(files)} files, {info['bytes'] / 1e6:.1f} MB, train {train_ids.size} tokens, "
         f"held-out {held_ids.size} tokens ({len(held)} files)")
-    return {"train": train_ids, "held": held_ids, "info": info, "eos": eos, "vocab": vocab}
+    return {"train": train_ids, "held": held_ids, "info": info, "eos": eos, "vocab": vocab,
+            "line_starts": line_starts(train_ids, vocab)}
 
 
-def sample_batch(stream: np.ndarray, rng: np.random.Generator, B: int, T: int, eos: int, bos_prob: float):
-    """B windows of T+1 tokens; with probability ``bos_prob`` a window starts with <|endoftext|>."""
+def line_starts(stream: np.ndarray, vocab) -> np.ndarray:
+    """Positions whose token begins a line at column 0: the previous token ends with a newline
+    (GPT-2 pre-tokenization glues indentation to the newline, so only unindented lines qualify)
+    or is <|endoftext|> (a file start)."""
+    ends_nl = np.array([vocab.token_bytes(i).endswith(b"\n") for i in range(vocab.n_vocab)])
+    ends_nl[vocab.eos_id] = True
+    return np.flatnonzero(ends_nl[stream[:-1]]) + 1
+
+
+def sample_batch(stream: np.ndarray, rng: np.random.Generator, B: int, T: int, eos: int, bos_prob: float,
+                 starts: np.ndarray | None = None, aligned_frac: float = 0.0):
+    """B windows of T+1 tokens; with probability ``bos_prob`` a window starts with <|endoftext|>.
+
+    A prompt like ``def f(x):`` after BOS is code at column 0; a window cut at a random token
+    would teach the model that text after BOS may sit at any indentation (or mid-line), so a
+    fraction ``aligned_frac`` of the windows starts at a line start from ``starts``."""
     offs = rng.integers(0, stream.size - T - 1, size=B)
+    if starts is not None and aligned_frac > 0:
+        ok = starts[starts < stream.size - T - 1]
+        aligned = rng.random(B) < aligned_frac
+        offs = np.where(aligned, ok[rng.integers(0, ok.size, size=B)], offs)
     bos = rng.random(B) < bos_prob
     rows = []
     for o, b in zip(offs, bos):
@@ -380,7 +400,8 @@ def train(cfg: ModelConfig, t: TrainConfig, data: dict, log) -> tuple[object, di
         lr = lr_at(step, t)
         for g in opt.param_groups:
             g["lr"] = lr
-        w = torch.from_numpy(sample_batch(data["train"], rng, B, T, data["eos"], t.bos_prob))
+        w = torch.from_numpy(sample_batch(data["train"], rng, B, T, data["eos"], t.bos_prob,
+                                          data["line_starts"], t.aligned_frac))
         logits, stats = model(w[:, :-1])
         ce = F.cross_entropy(logits.reshape(-1, cfg.n_vocab), w[:, 1:].reshape(-1))
         loss = ce
