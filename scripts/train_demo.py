@@ -288,17 +288,45 @@ def corpus_files() -> tuple[Path, list[Path]]:
     return root, files
 
 
+def code_only(src: str) -> str:
+    """The code of a module without docstrings and comments, PEP 8-spaced.
+
+    ``ast.parse`` -> drop every module/class/function docstring (an emptied body becomes
+    ``pass``) -> ``ast.unparse`` (drops comments, normalises quotes and indentation; leaves one
+    blank line before each ``def``/``class``) -> a second blank line before top-level ones. Docstrings are ~40% of the stdlib's text, and a small model trained on
+    them answers ``def f(x):`` with English prose; the demo should write code.
+    """
+    import ast
+
+    tree = ast.parse(src)
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            b = node.body
+            if (b and isinstance(b[0], ast.Expr) and isinstance(b[0].value, ast.Constant)
+                    and isinstance(b[0].value.value, str)):
+                node.body = b[1:] or [ast.Pass()]
+    out: list[str] = []
+    for line in ast.unparse(tree).split("\n"):
+        # unparse leaves one blank line before each (decorated) def/class; PEP 8 wants two at top level
+        if line.startswith(("def ", "async def ", "class ", "@")) and len(out) >= 2 and out[-1] == "" \
+                and out[-2] != "":
+            out.append("")
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
 def load_corpus(log) -> dict:
     from cascade_tui.factory.tokenizer import default_vocab, encode_fast
 
     vocab = default_vocab()
     root, files = corpus_files()
-    texts = [f.read_text(encoding="utf-8", errors="replace") for f in files]
+    raw = [f.read_text(encoding="utf-8", errors="replace") for f in files]
+    texts = [code_only(t) for t in raw]
     ids = encode_fast(texts, vocab)
     eos = vocab.eos_id
     train, held = [], []
     h = hashlib.sha256()
-    for i, (f, t, x) in enumerate(zip(files, texts, ids)):
+    for i, (f, t, x) in enumerate(zip(files, raw, ids)):
         h.update(f.relative_to(root).as_posix().encode() + b"\0" + t.encode("utf-8", "replace") + b"\0")
         (held if i % HOLDOUT_EVERY == HOLDOUT_EVERY // 2 else train).append([eos] + x)
     train_ids = np.concatenate([np.asarray(x, dtype=np.int64) for x in train])
@@ -315,13 +343,16 @@ def load_corpus(log) -> dict:
         "n_heldout_files": len(held),
         "holdout_rule": f"sorted by relative path; file i is held out iff i % {HOLDOUT_EVERY} == {HOLDOUT_EVERY // 2}",
         "heldout_files_head": held_names[:10],
+        "preprocessing": "docstrings and comments removed: ast.parse, drop docstrings, ast.unparse, "
+                         "two blank lines before top-level def/class (see code_only())",
+        "bytes_raw": sum(len(t.encode("utf-8", "replace")) for t in raw),
         "bytes": sum(len(t.encode("utf-8", "replace")) for t in texts),
         "train_tokens": int(train_ids.size),
         "heldout_tokens": int(held_ids.size),
-        "sha256": h.hexdigest(),
+        "sha256_raw_sources": h.hexdigest(),
         "tokenizer": {"n_vocab": vocab.n_vocab, "sha256": vocab.sha256(), "eos_id": eos},
     }
-    log(f"corpus: {len(files)} files, {info['bytes'] / 1e6:.1f} MB, train {train_ids.size} tokens, "
+    log(f"corpus: {len(files)} files, {info['bytes_raw'] / 1e6:.1f} MB -> {info['bytes'] / 1e6:.1f} MB of code, train {train_ids.size} tokens, "
         f"held-out {held_ids.size} tokens ({len(held)} files)")
     return {"train": train_ids, "held": held_ids, "info": info, "eos": eos, "vocab": vocab,
             "line_starts": line_starts(train_ids, vocab)}
@@ -375,7 +406,10 @@ def lr_at(step: int, t: TrainConfig) -> float:
     return t.lr * (t.lr_min_frac + (1 - t.lr_min_frac) * 0.5 * (1 + math.cos(math.pi * p)))
 
 
-def train(cfg: ModelConfig, t: TrainConfig, data: dict, log) -> tuple[object, dict]:
+def train(cfg: ModelConfig, t: TrainConfig, data: dict, log, resume: Path | None = None,
+          every: int = 100) -> tuple[object, dict]:
+    """Train from scratch; every ``every`` steps the full state (model, optimizer, batch RNG) goes
+    to ``resume``, and a run that finds a matching file there continues from it bit-exactly."""
     torch = _torch()
     F = torch.nn.functional
     torch.manual_seed(t.seed)
@@ -393,8 +427,25 @@ def train(cfg: ModelConfig, t: TrainConfig, data: dict, log) -> tuple[object, di
     t0 = time.perf_counter()
     hist = []
     ema = None
+    first = 0
+    key = json.dumps([dataclasses.asdict(cfg), dataclasses.asdict(t)], sort_keys=True)
+    if resume is not None and resume.exists():
+        st = torch.load(resume, weights_only=False)
+        if st["key"] == key:
+            model.load_state_dict(st["model"])
+            opt.load_state_dict(st["opt"])
+            rng.bit_generator.state = st["rng"]
+            first, hist, ema = st["step"], st["hist"], st["ema"]
+            t0 -= st["elapsed"]
+            log(f"[{cfg.name}] resumed at step {first} from {resume}")
     model.train()
-    for step in range(t.steps):
+    for step in range(first, t.steps):
+        if resume is not None and step % every == 0 and step > first:
+            tmp = resume.with_suffix(".tmp")
+            torch.save({"key": key, "model": model.state_dict(), "opt": opt.state_dict(),
+                        "rng": rng.bit_generator.state, "step": step, "hist": hist, "ema": ema,
+                        "elapsed": time.perf_counter() - t0}, tmp)
+            os.replace(tmp, resume)
         T = t.seq_short if step < long_from else t.seq_long
         B = t.batch_tokens // T
         lr = lr_at(step, t)
@@ -767,8 +818,10 @@ def main(argv=None) -> int:
             meta = saved["meta"]
             log(f"[{cfg.name}] loaded {ck}")
         else:
-            model, meta = train(cfg, tcfg, data, log)
+            partial = args.work_dir / f"{role}.partial.pt"
+            model, meta = train(cfg, tcfg, data, log, resume=partial)
             torch.save({"state_dict": model.state_dict(), "meta": meta}, ck)
+            partial.unlink(missing_ok=True)
         runs[role] = {"model": model, "cfg": cfg, "tcfg": tcfg, "meta": meta}
 
     windows = eval_windows(data["held"], TARGET.n_ctx_train, 48, data["eos"])
