@@ -342,7 +342,7 @@ def load_corpus(log) -> dict:
         "n_train_files": len(train),
         "n_heldout_files": len(held),
         "holdout_rule": f"sorted by relative path; file i is held out iff i % {HOLDOUT_EVERY} == {HOLDOUT_EVERY // 2}",
-        "heldout_files_head": held_names[:10],
+        "heldout_files": held_names,
         "preprocessing": "docstrings and comments removed: ast.parse, drop docstrings, ast.unparse, "
                          "two blank lines before top-level def/class (see code_only())",
         "bytes_raw": sum(len(t.encode("utf-8", "replace")) for t in raw),
@@ -887,6 +887,7 @@ def main(argv=None) -> int:
                         "python": platform.python_version(), "threads": args.threads,
                         "platform": platform.platform(), "machine": platform.machine()},
         "total_bytes": total,
+        "checkpoints_reused": bool(args.reuse_checkpoints),
         "wall_time_s": None,
     }
     try:
