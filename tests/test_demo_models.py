@@ -8,10 +8,12 @@ import hashlib
 import json
 import re
 
-import numpy as np
 import pytest
 
+# llama_cpp before numpy: the other order segfaulted at model load on the GPU host (DESIGN 6)
 llama_cpp = pytest.importorskip("llama_cpp")
+
+import numpy as np  # noqa: E402
 
 from cascade_tui.demo import (  # noqa: E402
     DemoModelMissing,
