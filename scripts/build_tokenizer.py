@@ -27,23 +27,11 @@ import sysconfig
 import time
 from pathlib import Path
 
+from cascade_tui.factory.tokenizer import bytes_to_unicode
+
 VOCAB_SIZE = 2048
 EOS = "<|endoftext|>"
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "cascade_tui" / "factory" / "data" / "bpe2048.json"
-
-
-def bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's reversible byte -> printable unicode character map."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
-    bs += list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return {b: chr(c) for b, c in zip(bs, cs)}
 
 
 def corpus_files() -> list[Path]:
