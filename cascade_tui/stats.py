@@ -5,12 +5,43 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Mapping
 
-from cascade_tui.engine.events import EndEvent, Event, IterationEvent, StartEvent
+if TYPE_CHECKING:  # numpy-free at run time: the CLI imports this before llama.cpp loads
+    from cascade_tui.engine.events import Event
+
+
+def mean_k_of(hist: Mapping[int, int]) -> float:
+    """Mean K of a histogram K -> iterations."""
+    n = sum(hist.values())
+    return sum(k * c for k, c in hist.items()) / n if n else 0.0
+
+
+class DecodeRates:
+    """Rates derived from ``generated_tokens``, ``decode_s``, ``drafted``, ``accepted`` and
+    ``k_hist``: shared by one request's stats and the benchmark's aggregates."""
+
+    generated_tokens: int
+    decode_s: float
+    drafted: int
+    accepted: int
+    k_hist: Mapping[int, int]
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.generated_tokens / self.decode_s if self.decode_s > 0 else 0.0
+
+    @property
+    def acceptance_rate(self) -> float | None:
+        return self.accepted / self.drafted if self.drafted else None
+
+    @property
+    def mean_k(self) -> float:
+        return mean_k_of(self.k_hist)
 
 
 @dataclass
-class RunStats:
+class RunStats(DecodeRates):
     prompt_tokens: int = 0
     generated_tokens: int = 0
     iterations: int = 0
@@ -27,11 +58,11 @@ class RunStats:
     unique_experts: list[float] = field(default_factory=list)
     emitted: list[int] = field(default_factory=list)
 
-    def add(self, ev: Event) -> None:
-        if isinstance(ev, StartEvent):
+    def add(self, ev: Event) -> None:  # dispatches on ev.type: no engine import needed
+        if ev.type == "turn":
             self.prompt_tokens = ev.prompt_tokens
             self.prefill_s = ev.prefill_s
-        elif isinstance(ev, IterationEvent):
+        elif ev.type == "iteration":
             self.iterations += 1
             self.drafted += len(ev.drafted)
             self.accepted += ev.accepted
@@ -43,24 +74,11 @@ class RunStats:
                 self.utilities.append(ev.utility)
             if ev.unique_experts is not None:
                 self.unique_experts.append(ev.unique_experts)
-        elif isinstance(ev, EndEvent):
+        elif ev.type == "end":
             self.generated_tokens = ev.generated_tokens
             self.wall_s = ev.wall_s
             self.text = ev.text
             self.reason = ev.reason
-
-    @property
-    def tokens_per_s(self) -> float:
-        return self.generated_tokens / self.decode_s if self.decode_s > 0 else 0.0
-
-    @property
-    def acceptance_rate(self) -> float | None:
-        return self.accepted / self.drafted if self.drafted else None
-
-    @property
-    def mean_k(self) -> float:
-        n = sum(self.k_hist.values())
-        return sum(k * c for k, c in self.k_hist.items()) / n if n else 0.0
 
     def to_dict(self) -> dict:
         mean = lambda xs: sum(xs) / len(xs) if xs else None  # noqa: E731

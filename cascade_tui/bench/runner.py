@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 from cascade_tui.policy import Policy, PolicyError, make_policy
+from cascade_tui.stats import DecodeRates, mean_k_of
 
 
 class BenchError(Exception):
@@ -106,15 +107,10 @@ class RunResult:
             "draft_prefill_s": round(self.draft_prefill_s, 6),
             "iterations": self.iterations,
             "acceptance_rate": self.accepted / self.drafted if self.drafted else None,
-            "mean_k": _mean_k(self.k_hist),
+            "mean_k": mean_k_of(self.k_hist),
             "stop_reason": self.stop_reason,
             "identical_to_off": self.identical_to_off,
         }
-
-
-def _mean_k(hist: Mapping[int, int]) -> float:
-    n = sum(hist.values())
-    return sum(k * c for k, c in hist.items()) / n if n else 0.0
 
 
 def modal_k(hist: Mapping[int, int]) -> int | None:
@@ -123,7 +119,7 @@ def modal_k(hist: Mapping[int, int]) -> int | None:
 
 
 @dataclass
-class Aggregate:
+class Aggregate(DecodeRates):
     """One workload under one policy, summed over its prompts."""
 
     workload: str
@@ -139,18 +135,6 @@ class Aggregate:
     speedup_vs_off: float | None
     identical_to_off: bool | None
     draft_prefill_s: float = 0.0
-
-    @property
-    def tokens_per_s(self) -> float:
-        return self.generated_tokens / self.decode_s if self.decode_s > 0 else 0.0
-
-    @property
-    def acceptance_rate(self) -> float | None:
-        return self.accepted / self.drafted if self.drafted else None
-
-    @property
-    def mean_k(self) -> float:
-        return _mean_k(self.k_hist)
 
     def to_dict(self) -> dict:
         return {
