@@ -8,6 +8,7 @@ traceback); 1 anything else; 130 interrupted (what was generated so far is kept)
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -149,6 +150,17 @@ def run(
     decoder = SpeculativeDecoder(models.target, models.drafter, pol)
     cfg = GenerationConfig(max_tokens=max_tokens, temperature=temperature, seed=seed)
     code = 0
+    # The first Ctrl-C asks the decoder to stop at the next iteration boundary, so every event up
+    # to the end is recorded and printed whole; a second Ctrl-C interrupts at once.
+    stopping = []
+
+    def on_sigint(signum, frame):
+        if stopping:
+            raise KeyboardInterrupt
+        stopping.append(True)
+        decoder.cancel("interrupted")
+
+    previous_handler = signal.signal(signal.SIGINT, on_sigint)
     try:
         for ev in decoder.generate(text, cfg):
             stats.add(ev)
@@ -179,11 +191,15 @@ def run(
             recorder.note("end", reason="interrupted", generated_tokens=len(stats.emitted))
         typer.echo("\ncascade-tui: interrupted; the output so far is kept", err=True)
     finally:
+        signal.signal(signal.SIGINT, previous_handler)
         if recorder:
             recorder.close()
         models.close()
     if code in (1, 2):
         raise typer.Exit(code)
+    if stopping and code == 0:
+        code = 130
+        typer.echo("\ncascade-tui: interrupted; the output so far is kept", err=True)
 
     out = stats.to_dict()
     out.update({

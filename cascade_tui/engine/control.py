@@ -22,7 +22,7 @@ class SwitchPolicy:
 
 @dataclass(frozen=True)
 class Cancel:
-    pass
+    reason: str = "cancelled"  # becomes the EndEvent's reason
 
 
 ControlMessage = SetParam | SwitchPolicy | Cancel

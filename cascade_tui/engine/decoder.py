@@ -76,15 +76,16 @@ class SpeculativeDecoder:
     def send(self, msg: ControlMessage) -> None:
         self.control.send(msg)
 
-    def cancel(self) -> None:
-        self.send(Cancel())
+    def cancel(self, reason: str = "cancelled") -> None:
+        self.send(Cancel(reason))
 
-    def _apply_control(self) -> tuple[list[Event], bool]:
+    def _apply_control(self) -> tuple[list[Event], str | None]:
+        """Apply pending messages; return their events and the cancel reason (None: go on)."""
         events: list[Event] = []
-        cancelled = False
+        cancelled = None
         for msg in self.control.drain():
             if isinstance(msg, Cancel):
-                cancelled = True
+                cancelled = msg.reason
             elif isinstance(msg, SetParam):
                 try:
                     value = self.policy.set(msg.key, msg.value)
@@ -157,8 +158,8 @@ class SpeculativeDecoder:
         while True:
             events, cancelled = self._apply_control()
             yield from events
-            if cancelled:
-                reason = "cancelled"
+            if cancelled is not None:
+                reason = cancelled
                 break
             remaining = cfg.max_tokens - len(generated)
             if remaining <= 0:

@@ -100,7 +100,7 @@ class EndEvent(Event):
     """The request finished."""
 
     type = "end"
-    reason: str = ""  # "eos", "max_tokens", "context", "cancelled"
+    reason: str = ""  # "eos", "max_tokens", "context", "cancelled", or a Cancel message's reason
     generated_tokens: int = 0
     iterations: int = 0
     wall_s: float = 0.0
