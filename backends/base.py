@@ -14,7 +14,9 @@ is the protocol; ``backends.model_drafter.ModelDrafter`` turns any :class:`Targe
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Protocol, Sequence, runtime_checkable
 
 import numpy as np
@@ -146,3 +148,48 @@ def first_vocab_difference(a: Sequence[bytes], b: Sequence[bytes]) -> int | None
     if len(a) != len(b):
         return min(len(a), len(b))
     return None
+
+
+def token_pieces_of(model) -> list[bytes]:
+    """Bytes of every token of a loaded model (``token_pieces`` when the backend has it)."""
+    pieces = getattr(model, "token_pieces", None)
+    if pieces is not None:
+        return list(pieces)
+    return [model.token_bytes(i) for i in range(model.info.n_vocab)]
+
+
+def check_vocab_compatible(target, draft) -> None:
+    """Raise :class:`BackendError` (one line naming the first differing token) unless ``draft``
+    can propose tokens for ``target``: the same token ids must mean the same bytes. Works for any
+    pair of loaded models, whatever their backends."""
+    if draft.info.vocab_fingerprint == target.info.vocab_fingerprint:
+        return
+    a, b = token_pieces_of(target), token_pieces_of(draft)
+    i = first_vocab_difference(a, b)
+    if i is None:
+        return  # the same pieces under two fingerprint schemes
+    ta = repr(a[i]) if i < len(a) else "absent"
+    tb = repr(b[i]) if i < len(b) else "absent"
+    raise BackendError(
+        f"draft model {Path(draft.info.path).name} cannot draft for {Path(target.info.path).name}: "
+        f"vocabularies differ at token id {i} (target {ta}, draft {tb}; {len(a)} vs {len(b)} tokens)"
+    )
+
+
+def softmax(logits: np.ndarray, temperature: float) -> np.ndarray:
+    """Probabilities of ``logits / temperature`` over the last axis, in float64."""
+    z = logits.astype(np.float64) / temperature
+    z -= z.max(axis=-1, keepdims=True)
+    np.exp(z, out=z)
+    z /= z.sum(axis=-1, keepdims=True)
+    return z
+
+
+def default_threads() -> int:
+    """CPU threads a model runs on unless told: half the cores this process may use (about the
+    physical cores), at most 8 (llama.cpp scales badly past the physical cores)."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 2
+    return max(1, min(8, n // 2))

@@ -6,15 +6,7 @@ from typing import Sequence
 
 import numpy as np
 
-from backends.base import Draft, Target
-
-
-def softmax(logits: np.ndarray, temperature: float) -> np.ndarray:
-    z = logits.astype(np.float64) / temperature
-    z -= z.max(axis=-1, keepdims=True)
-    np.exp(z, out=z)
-    z /= z.sum(axis=-1, keepdims=True)
-    return z
+from backends.base import Draft, Target, softmax
 
 
 class ModelDrafter:

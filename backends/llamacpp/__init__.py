@@ -9,19 +9,20 @@ from backends.llamacpp import lib  # noqa: I001  (must stay first)
 from backends.llamacpp.gguf_info import GGUFHeader, parse as parse_gguf
 from backends.llamacpp.target import (
     LlamaTarget,
-    default_threads,
     load_target,
     make_drafter,
     read_gguf_info,
 )
 
+read_info = read_gguf_info  # the backend registry's name for it (see backends/registry.py)
+
 __all__ = [
     "GGUFHeader",
     "LlamaTarget",
-    "default_threads",
     "lib",
     "load_target",
     "make_drafter",
     "parse_gguf",
     "read_gguf_info",
+    "read_info",
 ]

@@ -24,25 +24,13 @@ import sysconfig
 import tempfile
 from pathlib import Path
 
+from backends.cache import cache_dir, fallback_dir  # noqa: F401  (re-exported)
+
 SOURCE = Path(__file__).with_name("routing.c")
 LLAMA_CPP_VERSION_FALLBACK = "unknown"
 
 _loaded: dict[tuple, ctypes.CDLL | None] = {}
 last_error: str | None = None  # why the last build failed (shown by `inspect` / logs)
-
-
-def cache_dir() -> Path:
-    base = os.environ.get("CASCADE_TUI_CACHE")
-    if base:
-        return Path(base).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "cascade-tui"
-
-
-def fallback_dir() -> Path:
-    """Where to go when the cache directory is not writable (read-only home, sandbox)."""
-    uid = os.getuid() if hasattr(os, "getuid") else os.getpid()
-    return Path(tempfile.gettempdir()) / f"cascade-tui-{uid}"
 
 
 def llama_cpp_dir() -> Path | None:

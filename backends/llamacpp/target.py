@@ -16,7 +16,8 @@ from backends.base import (
     BackendError,
     EvalResult,
     ModelInfo,
-    first_vocab_difference,
+    check_vocab_compatible,
+    default_threads,
     vocab_fingerprint,
 )
 from backends.llamacpp import gguf_info
@@ -24,14 +25,6 @@ from backends.llamacpp.routing import RoutingCapture
 from backends.model_drafter import ModelDrafter
 
 DEFAULT_N_BATCH = 512
-
-
-def default_threads() -> int:
-    try:
-        n = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        n = os.cpu_count() or 2
-    return max(1, min(8, n // 2))  # physical cores, roughly; llama.cpp scales badly past them
 
 
 def _routing_mode(routing) -> str | None:
@@ -524,13 +517,6 @@ def read_gguf_info(path: str | os.PathLike, *, fingerprint: bool = True) -> Mode
     )
 
 
-def _pieces_of(target) -> list[bytes]:
-    pieces = getattr(target, "token_pieces", None)
-    if pieces is not None:
-        return list(pieces)
-    return [target.token_bytes(i) for i in range(target.info.n_vocab)]
-
-
 def make_drafter(path: str | os.PathLike, target, *, name: str | None = None, **kw) -> ModelDrafter:
     """Load ``path`` as a draft model for ``target`` (any Target). Refuses a drafter whose
     vocabulary differs from the target's, naming the first differing token id. ``kw`` goes to
@@ -543,17 +529,7 @@ def make_drafter(path: str | os.PathLike, target, *, name: str | None = None, **
             kw[key] = extra[key]
     draft = load_target(path, **kw)
     try:
-        if draft.info.vocab_fingerprint != target.info.vocab_fingerprint:
-            a, b = _pieces_of(target), draft.token_pieces
-            i = first_vocab_difference(a, b)
-            if i is not None:
-                ta = repr(a[i]) if i < len(a) else "absent"
-                tb = repr(b[i]) if i < len(b) else "absent"
-                raise BackendError(
-                    f"draft model {Path(path).name} cannot draft for {Path(target.info.path).name}: "
-                    f"vocabularies differ at token id {i} (target {ta}, draft {tb}; "
-                    f"{len(a)} vs {len(b)} tokens)"
-                )
+        check_vocab_compatible(target, draft)
     except BaseException:
         draft.close()
         raise
