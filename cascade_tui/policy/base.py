@@ -101,6 +101,10 @@ class Observation:
 class Decision:
     k: int
     phase: str  # "off", "static", "base", "test", "set", "adaptive"
+    reason: str = ""  # why the policy is here, one line (shown in transition logs)
+
+
+PHASES = ("off", "static", "base", "test", "set", "adaptive")
 
 
 class Policy(ABC):
@@ -113,7 +117,8 @@ class Policy(ABC):
         self._spec = {p.name: p for p in self.PARAMS}
         self._values = {p.name: p.default for p in self.PARAMS}
         for key, value in overrides.items():  # hooks run only once the subclass is built
-            self._values[self._check_key(key)] = self._spec[key].coerce(value)
+            key = self._check_key(key)
+            self._values[key] = self._spec[key].coerce(value)
         self._validate_all()
 
     # -- parameters -------------------------------------------------------------------------
@@ -128,18 +133,29 @@ class Policy(ABC):
     def get(self, key: str) -> Any:
         return self._values[self._check_key(key)]
 
-    def set(self, key: str, value: Any) -> Any:
-        """Validate and apply one parameter; on any error the old value stays and
-        :class:`PolicyError` says why. Returns the new value."""
+    def describe(self) -> list[dict]:
+        """Every parameter, for a UI: name, type, default, min, max, help and current value."""
+        return [{**p.describe(), "value": self._values[p.name]} for p in self.PARAMS]
+
+    def check(self, key: str, value: Any) -> Any:
+        """What :meth:`set` would store for ``value``, without changing anything; raises
+        :class:`PolicyError` with the reason a value would be refused."""
         key = self._check_key(key)
         new = self._spec[key].coerce(value)
         old = self._values[key]
         self._values[key] = new
         try:
             self._validate_all()
-        except PolicyError:
+        finally:
             self._values[key] = old
-            raise
+        return new
+
+    def set(self, key: str, value: Any) -> Any:
+        """Validate and apply one parameter; on any error the old value stays and
+        :class:`PolicyError` says why. Returns the new value."""
+        new = self.check(key, value)
+        key = self._check_key(key)
+        self._values[key] = new
         self._on_param_change(key)
         return new
 
@@ -175,3 +191,35 @@ class Policy(ABC):
     def utility(self) -> float | None:
         """Current estimate of the speculation utility of the K in use (None if unknown)."""
         return None
+
+    # -- state, for live UIs and recordings ------------------------------------------------
+    def measured_utilities(self) -> dict[int, float]:
+        """The utility this policy measured for each K it tried (empty if it measures none)."""
+        return {}
+
+    def t_base(self) -> float | None:
+        """Its estimate of a K = 0 iteration's time in seconds (None if it keeps none)."""
+        return None
+
+    def backoff(self) -> int | None:
+        """Iterations it will run without speculation before it tests again (None: no back-off
+        in force)."""
+        return None
+
+    def state(self) -> dict[str, Any]:
+        """A JSON-ready snapshot: policy, phase, K, reason, utility per K, t_base, back-off, plus
+        what the policy adds in :meth:`_state_extra`."""
+        d = self.decide()
+        return {
+            "policy": self.label,
+            "phase": d.phase,
+            "k": d.k,
+            "reason": d.reason,
+            "utilities": {str(k): u for k, u in sorted(self.measured_utilities().items())},
+            "t_base": self.t_base(),
+            "backoff": self.backoff(),
+            **self._state_extra(),
+        }
+
+    def _state_extra(self) -> dict[str, Any]:
+        return {}

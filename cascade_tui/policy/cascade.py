@@ -74,13 +74,15 @@ class CascadePolicy(Policy):
     # -- state -------------------------------------------------------------------------------
     def reset(self) -> None:
         """A new request. With ``memory`` and something learned, carry it over (module docstring)."""
-        if not self.get("memory") or self.t_base is None or not self._last_test:
+        if not self.get("memory") or self._tb() is None or not self._last_test:
             self._forget()
             return
         self._window = []
         self._warmup = self._k > 0  # the drafter starts the request cold: don't count that step
         if self._phase != "set" or self._left <= 0:
             self._after_set()
+        else:
+            self._reason = f"new request: resuming the set phase at K={self._k} ({self._left} iterations left)"
 
     def _forget(self) -> None:
         self._base: deque[float] = deque(maxlen=self.get("base_window"))
@@ -95,15 +97,16 @@ class CascadePolicy(Policy):
         self._dir = 1
         self._reversed = False
         self._warmup = False  # next iteration resumes drafting after K=0: run it, don't count it
+        self._why = ""  # how the last trial compared with the one before (for the reason text)
         self._set_len = 0
         self._last_test: list[tuple[int, float]] = []
+        self._reason = f"measuring t_base: {self._left} iterations at K=0"
 
-    @property
-    def t_base(self) -> float | None:
+    def _tb(self) -> float | None:
         return sum(self._base) / len(self._base) if self._base else None
 
     def _u(self, window: list[Observation]) -> float | None:
-        tb = self.t_base
+        tb = self._tb()
         if not window or tb is None or tb <= 0:
             return None
         etr = sum(o.emitted for o in window) / len(window)
@@ -112,16 +115,25 @@ class CascadePolicy(Policy):
 
     def utility(self) -> float | None:
         if self._k == 0:
-            return 1.0 if self.t_base is not None else None
+            return 1.0 if self._tb() is not None else None
         u = self._u(self._window)
         if u is None and self._phase == "set":
             u = self._seen.get(self._k)
         return u
 
-    def state(self) -> dict:
+    def measured_utilities(self) -> dict[int, float]:
+        return dict(self._seen)
+
+    def t_base(self) -> float | None:
+        return self._tb()
+
+    def backoff(self) -> int | None:
+        return self._left if self._phase == "set" and self._k == 0 else None
+
+    def _state_extra(self) -> dict:
         return {
-            "t_base": self.t_base,
             "set_len": self._set_len,
+            "left": self._left,
             "zero_landings": self._zero_landings,
             "last_test": [{"k": k, "utility": u} for k, u in self._last_test],
             "best_k": self._best_k(),
@@ -134,7 +146,7 @@ class CascadePolicy(Policy):
 
     # -- decisions ---------------------------------------------------------------------------
     def decide(self) -> Decision:
-        return Decision(min(self._k, self.get("k_max")), self._phase)
+        return Decision(min(self._k, self.get("k_max")), self._phase, self._reason)
 
     def observe(self, obs: Observation) -> None:
         if obs.k == 0:
@@ -168,9 +180,11 @@ class CascadePolicy(Policy):
                 self._after_set()
 
     def _after_set(self) -> None:
-        if self._since_base >= self.get("base_refresh") or self.t_base is None:
+        if self._since_base >= self.get("base_refresh") or self._tb() is None:
             self._phase, self._k, self._left = "base", 0, self.get("base_iters")
             self._window = []
+            self._reason = (f"refreshing t_base: last K=0 sample {self._since_base} iterations ago, "
+                            f"{self._left} iterations at K=0")
         else:
             self._start_test()
 
@@ -179,18 +193,21 @@ class CascadePolicy(Policy):
         self._trials = []
         self._dir = 1
         self._reversed = False
-        self._begin_trial(min(self._best_k(), self.get("k_max")))
+        k = min(self._best_k(), self.get("k_max"))
+        self._begin_trial(k, f"testing K={k} ({'best K so far' if self._seen else 'k_start'})")
 
-    def _begin_trial(self, k: int) -> None:
+    def _begin_trial(self, k: int, reason: str) -> None:
         if self._k == 0 and k > 0:
             self._warmup = True
         self._k = k
         self._window = []
+        self._reason = reason
 
     def _end_trial(self) -> None:
         u = self._u(self._window)
         if u is None:  # no t_base (cannot happen after a base phase); measure it first
             self._phase, self._k, self._left, self._window = "base", 0, self.get("base_iters"), []
+            self._reason = f"no t_base yet: {self._left} iterations at K=0"
             return
         self._trials.append((self._k, u))
         self._seen[self._k] = u
@@ -198,7 +215,7 @@ class CascadePolicy(Policy):
         if nxt is None:
             self._choose()
         else:
-            self._begin_trial(nxt)
+            self._begin_trial(nxt, f"U(K={self._k})={u:.2f}{self._why}: testing K={nxt}")
 
     def _next_candidate(self) -> int | None:
         trials = self._trials
@@ -206,6 +223,7 @@ class CascadePolicy(Policy):
         if len(trials) >= self.get("max_trials"):
             return None
         tested = {t[0] for t in trials}
+        self._why = ""
         if len(trials) == 1:
             if u < self.get("min_utility"):
                 if k == 1:
@@ -220,10 +238,12 @@ class CascadePolicy(Policy):
                 return None  # flat: more trials would not pay
             if u > pu:
                 cand = k + self._dir  # keep climbing
+                self._why = f" > U(K={pk})={pu:.2f}"
             elif len(trials) == 2 and not self._reversed:
                 self._reversed = True  # the first step went downhill: try the other side
                 self._dir = -self._dir
                 cand = trials[0][0] + self._dir
+                self._why = f" < U(K={pk})={pu:.2f}, reversing"
             else:
                 return None  # past a local maximum
         if cand < 1 or cand > self.get("k_max") or cand in tested:
@@ -243,3 +263,10 @@ class CascadePolicy(Policy):
             n = self.get("set_iters")
         self._set_len = int(min(n, self.get("set_max")))
         self._phase, self._k, self._left, self._window = "set", best_k, self._set_len, []
+        tried = ", ".join(f"U({k})={u:.2f}" for k, u in self._trials)
+        if best_k == 0:
+            bk, bu = max(self._trials, key=lambda t: (t[1], -t[0]))
+            self._reason = (f"U(K={bk})={bu:.2f} < {self.get('min_utility'):g}: speculation off for "
+                            f"{self._set_len} iterations (tested {tried})")
+        else:
+            self._reason = f"U(K={best_k})={best_u:.2f} is the best of {tried}: K={best_k} for {self._set_len} iterations"

@@ -32,7 +32,8 @@ class HeuristicPolicy(Policy):
         self._k = min(max(self.get("k_init"), self.get("k_min")), self.get("k_max"))
 
     def decide(self) -> Decision:
-        return Decision(self._k, "adaptive")
+        return Decision(self._k, "adaptive", f"K +{self.get('grow')} after a fully accepted draft, "
+                                               f"-{self.get('shrink')} after a rejection")
 
     def observe(self, obs: Observation) -> None:
         if obs.drafted == 0:

@@ -17,7 +17,7 @@ class StaticPolicy(Policy):
 
     def decide(self) -> Decision:
         k = self.get("k")
-        return Decision(k, "static" if k else "off")
+        return Decision(k, "static" if k else "off", f"always K={k}" if k else "speculation disabled")
 
     def observe(self, obs: Observation) -> None:
         pass
