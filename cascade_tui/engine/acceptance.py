@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from backends.model_drafter import softmax
+from backends.base import softmax
 
 
 def verify_greedy(logits: np.ndarray, drafted: list[int]) -> tuple[int, int]:

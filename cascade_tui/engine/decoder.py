@@ -51,8 +51,10 @@ def unique_experts(routing: np.ndarray | None) -> float | None:
 class SpeculativeDecoder:
     """Runs requests against one target (+ optional drafter) under a policy.
 
-    ``generate`` is a generator of events; consumers (CLI, TUI worker, recorder, bench) iterate
-    it. ``send`` may be called from any thread; messages take effect between iterations.
+    ``generate`` is a generator of events; consumers (the session, bench) iterate it. ``send``
+    may be called from any thread; messages take effect between iterations. Events are stamped
+    with one ``seq`` counter and one clock for the decoder's whole life, so the requests of a
+    multi-turn session form one ordered stream.
     """
 
     def __init__(
@@ -70,7 +72,8 @@ class SpeculativeDecoder:
         self.control = ControlChannel()
         self._cached: list[int] = []  # tokens in the target's KV cache
         self._seq = 0
-        self._t0 = 0.0
+        self._t0 = clock()  # events' ``t`` counts from here
+        self._turn = 0  # requests started so far
 
     # -- control -----------------------------------------------------------------------------
     def send(self, msg: ControlMessage) -> None:
@@ -79,28 +82,49 @@ class SpeculativeDecoder:
     def cancel(self, reason: str = "cancelled") -> None:
         self.send(Cancel(reason))
 
-    def _apply_control(self) -> tuple[list[Event], str | None]:
+    def _drop_stale_cancels(self) -> None:
+        """At the start of a request: a pending Cancel was meant for the request that already
+        ended; parameter changes and switches sent in between stay queued for the first boundary."""
+        for msg in self.control.drain():
+            if not isinstance(msg, Cancel):
+                self.control.send(msg)
+
+    def apply_control(self) -> tuple[list[Event], str | None]:
         """Apply pending messages; return their events and the cancel reason (None: go on)."""
         events: list[Event] = []
         cancelled = None
         for msg in self.control.drain():
             if isinstance(msg, Cancel):
                 cancelled = msg.reason
-            elif isinstance(msg, SetParam):
-                try:
-                    value = self.policy.set(msg.key, msg.value)
-                    events.append(self._stamp(ParamEvent(key=msg.key, value=value, policy=self.policy.label)))
-                except PolicyError as e:
-                    events.append(self._stamp(ParamEvent(key=msg.key, value=msg.value, ok=False, error=str(e), policy=self.policy.label)))
+                continue
+            if isinstance(msg, SetParam):
+                key, value = msg.key, msg.value
+                apply = lambda: self.policy.set(msg.key, msg.value)  # noqa: E731
             elif isinstance(msg, SwitchPolicy):
-                try:
+                key, value = "policy", msg.spec
+
+                def apply():
                     self.policy = make_policy(msg.spec, msg.params)
-                    events.append(self._stamp(ParamEvent(key="policy", value=msg.spec, policy=self.policy.label)))
-                except PolicyError as e:
-                    events.append(self._stamp(ParamEvent(key="policy", value=msg.spec, ok=False, error=str(e), policy=self.policy.label)))
+                    return msg.spec
+            else:
+                continue
+            try:
+                ev = ParamEvent(key=key, value=apply())
+            except PolicyError as e:
+                ev = ParamEvent(key=key, value=value, ok=False, error=str(e))
+            ev.policy, ev.params = self.policy.label, self.policy.params
+            events.append(self.stamp(ev))
         return events, cancelled
 
-    def _stamp(self, ev: Event) -> Event:
+    def forget(self) -> None:
+        """Empty both KV caches: the next request shares nothing with the last."""
+        self.target.truncate(0)
+        self._cached = []
+        if self.drafter is not None:
+            self.drafter.reset()
+
+    def stamp(self, ev: Event) -> Event:
+        """Give ``ev`` the next ``seq`` and the current ``t`` (also for events the session adds)."""
         ev.seq = self._seq
         ev.t = self.clock() - self._t0
         self._seq += 1
@@ -118,9 +142,11 @@ class SpeculativeDecoder:
                 f"the prompt is {len(ids)} tokens but the context holds {target.n_ctx}; "
                 "use a shorter prompt or a larger --ctx"
             )
-        self._seq = 0
-        self._t0 = self.clock()
+        turn = self._turn
+        self._turn += 1
+        t_request = self.clock()
         rng = np.random.default_rng(cfg.seed)
+        self._drop_stale_cancels()
         self.policy.reset()
         if self.drafter is not None:
             self.drafter.reset()
@@ -136,8 +162,9 @@ class SpeculativeDecoder:
             target.eval(ids[keep:-1])
         self._cached = list(ids[:-1])
         prefill_s = self.clock() - t
-        yield self._stamp(
+        yield self.stamp(
             StartEvent(
+                turn=turn,
                 prompt_tokens=len(ids),
                 reused_tokens=keep,
                 prefill_s=prefill_s,
@@ -152,11 +179,11 @@ class SpeculativeDecoder:
         generated: list[int] = []
         stream = TextStream(target.token_bytes)
         eos = target.eos_ids if cfg.stop_at_eos else frozenset()
-        phase = ""
+        phase, phase_reason = "", None
         iteration = 0
         reason = "max_tokens"
         while True:
-            events, cancelled = self._apply_control()
+            events, cancelled = self.apply_control()
             yield from events
             if cancelled is not None:
                 reason = cancelled
@@ -174,11 +201,10 @@ class SpeculativeDecoder:
             k = max(0, min(decision.k, room, remaining - 1))
             if self.drafter is None:
                 k = 0
-            if decision.phase != phase:
-                yield self._stamp(
-                    PhaseEvent(phase=decision.phase, previous=phase, k=decision.k, state=_policy_state(self.policy))
-                )
-                phase = decision.phase
+            if (decision.phase, decision.reason) != (phase, phase_reason):
+                yield self.stamp(PhaseEvent(phase=decision.phase, previous=phase, k=decision.k,
+                                            reason=decision.reason, state=self.policy.state()))
+                phase, phase_reason = decision.phase, decision.reason
 
             t_start = self.clock()
             draft = self.drafter.propose(context, k, cfg.temperature, rng) if k > 0 else Draft([])
@@ -221,7 +247,7 @@ class SpeculativeDecoder:
                 unique_experts=uniq,
             )
             self.policy.observe(obs)
-            yield self._stamp(
+            yield self.stamp(
                 IterationEvent(
                     index=iteration,
                     k=k,
@@ -243,29 +269,14 @@ class SpeculativeDecoder:
             if stop:
                 break
 
-        yield self._stamp(
+        yield self.stamp(
             EndEvent(
+                turn=turn,
                 reason=reason,
                 generated_tokens=len(generated),
                 iterations=iteration,
-                wall_s=self.clock() - self._t0,
+                wall_s=self.clock() - t_request,
                 text=target.detokenize(generated),
+                tail=stream.flush(),
             )
         )
-
-    def run(self, prompt: str | Sequence[int], config: GenerationConfig | None = None,
-            on_event: Callable[[Event], None] | None = None) -> EndEvent:
-        """Run a whole request; return the final event."""
-        end = None
-        for ev in self.generate(prompt, config):
-            if on_event is not None:
-                on_event(ev)
-            if isinstance(ev, EndEvent):
-                end = ev
-        assert end is not None
-        return end
-
-
-def _policy_state(policy: Policy) -> dict:
-    state = getattr(policy, "state", None)
-    return state() if callable(state) else {}
