@@ -9,12 +9,13 @@ from __future__ import annotations
 # backends/llamacpp/lib.py), and backends.base imports numpy: so the backend comes first.
 import backends.llamacpp  # noqa: F401,I001
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from backends.base import BackendError, Drafter, Target
+from backends import registry
+from backends.base import BackendError, Drafter, Target, check_vocab_compatible, default_threads
+from backends.model_drafter import ModelDrafter
 
 
 class UserError(Exception):
@@ -45,7 +46,11 @@ class LoadedModels:
     model_path: str
     draft_label: str  # "ngram", "none" or the drafter's path
     backend: str
-    draft_info: Any = None
+
+    @property
+    def draft_model(self) -> Target | None:
+        """The drafter's own model (None for ngram / no drafter)."""
+        return getattr(self.drafter, "model", None)
 
     def close(self) -> None:
         if self.drafter is not None:
@@ -62,24 +67,14 @@ def demo_paths() -> tuple[Path, Path]:
         raise UserError(f"the bundled demo model is not available ({e}); pass --model PATH") from None
 
 
-def resolve_backend(path: str, backend: str) -> str:
-    backend = backend.lower()
-    if backend not in ("auto", "llama"):
-        raise UserError(f"unknown backend {backend!r} (choose auto or llama)")
-    p = Path(path)
-    if backend == "auto":
-        if p.is_dir():
-            raise UserError(f"{path} is a directory; only GGUF files (llama.cpp backend) are supported so far")
-        return "llama"
-    return backend
-
-
-def default_threads() -> int:
-    return max(1, min(4, (os.cpu_count() or 2) // 2))
-
-
-def load_models(opts: ModelOptions, *, need_drafter: bool = True) -> LoadedModels:
-    """Load the target and the drafter; raise UserError with one line on any problem."""
+def load_models(
+    opts: ModelOptions,
+    *,
+    need_drafter: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> LoadedModels:
+    """Load the target and the drafter; raise UserError with one line on any problem.
+    ``progress(message)`` is told what is being loaded (for a spinner or a status line)."""
     if opts.ctx < 16:
         raise UserError(f"--ctx must be at least 16 (got {opts.ctx})")
     if opts.threads is not None and opts.threads < 1:
@@ -95,13 +90,13 @@ def load_models(opts: ModelOptions, *, need_drafter: bool = True) -> LoadedModel
     draft = opts.draft
     if draft is None:
         draft = str(demo_draft) if using_demo else "ngram"
-    backend = resolve_backend(model_path, opts.backend)
     threads = opts.threads or default_threads()
+    say = progress or (lambda message: None)
 
     try:
-        from backends.llamacpp import load_target, make_drafter
-
-        target = load_target(
+        backend = registry.resolve(model_path, opts.backend)
+        say(f"loading {Path(model_path).name} ({backend})")
+        target = registry.get(backend).load_target(
             model_path,
             n_ctx=opts.ctx,
             n_threads=threads,
@@ -123,12 +118,19 @@ def load_models(opts: ModelOptions, *, need_drafter: bool = True) -> LoadedModel
         drafter, label = NgramDrafter(), "ngram"
     else:
         try:
-            drafter = make_drafter(
-                draft, target, n_ctx=opts.ctx, n_threads=threads, n_gpu_layers=opts.n_gpu_layers,
-                seed=opts.seed, **opts.extra,
+            say(f"loading drafter {Path(draft).name}")
+            dbackend = registry.resolve(draft, "auto")
+            dmodel = registry.get(dbackend).load_target(
+                draft, n_ctx=target.n_ctx, n_threads=threads, n_gpu_layers=opts.n_gpu_layers,
+                routing=False, seed=opts.seed, **opts.extra,
             )
+            try:
+                check_vocab_compatible(target, dmodel)
+            except BaseException:
+                dmodel.close()
+                raise
         except BackendError as e:
             target.close()
             raise UserError(f"drafter: {e}") from None
-        drafter.max_catch_up = opts.draft_catch_up
+        drafter = ModelDrafter(dmodel, name=f"model:{Path(draft).name}", max_catch_up=opts.draft_catch_up)
     return LoadedModels(target, drafter, model_path, label, backend)

@@ -1,11 +1,11 @@
-"""Summary statistics of one request, computed from the engine's event stream (used by
-``run --json`` and by ``bench``)."""
+"""Summary statistics computed from the event stream (``run --json``, ``sessions show``, bench).
+They depend on the events alone, so a recording read back gives the numbers the run printed."""
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING, Iterable, Mapping
 
 if TYPE_CHECKING:  # numpy-free at run time: the CLI imports this before llama.cpp loads
     from cascade_tui.engine.events import Event
@@ -42,6 +42,11 @@ class DecodeRates:
 
 @dataclass
 class RunStats(DecodeRates):
+    """Statistics of an event stream: one turn, or several summed (``prompt_tokens``, times and
+    counts add up; ``text`` joins the answers; ``policy`` and ``temperature`` are the first
+    turn's)."""
+
+    turns: int = 0
     prompt_tokens: int = 0
     generated_tokens: int = 0
     iterations: int = 0
@@ -52,16 +57,22 @@ class RunStats(DecodeRates):
     wall_s: float = 0.0
     text: str = ""
     reason: str = ""
+    policy: str = ""
+    temperature: float = 0.0
     k_hist: Counter = field(default_factory=Counter)
     phase_hist: Counter = field(default_factory=Counter)
     utilities: list[float] = field(default_factory=list)
     unique_experts: list[float] = field(default_factory=list)
     emitted: list[int] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
 
     def add(self, ev: Event) -> None:  # dispatches on ev.type: no engine import needed
         if ev.type == "turn":
-            self.prompt_tokens = ev.prompt_tokens
-            self.prefill_s = ev.prefill_s
+            if not self.turns:
+                self.policy, self.temperature = ev.policy, ev.temperature
+            self.turns += 1
+            self.prompt_tokens += ev.prompt_tokens
+            self.prefill_s += ev.prefill_s
         elif ev.type == "iteration":
             self.iterations += 1
             self.drafted += len(ev.drafted)
@@ -75,10 +86,12 @@ class RunStats(DecodeRates):
             if ev.unique_experts is not None:
                 self.unique_experts.append(ev.unique_experts)
         elif ev.type == "end":
-            self.generated_tokens = ev.generated_tokens
-            self.wall_s = ev.wall_s
-            self.text = ev.text
+            self.generated_tokens += ev.generated_tokens
+            self.wall_s += ev.wall_s
+            self.text += ev.text
             self.reason = ev.reason
+        elif ev.type == "error":
+            self.errors.append(ev.message)
 
     def to_dict(self) -> dict:
         mean = lambda xs: sum(xs) / len(xs) if xs else None  # noqa: E731
@@ -102,3 +115,35 @@ class RunStats(DecodeRates):
             "mean_utility": mean(self.utilities),
             "mean_unique_experts": mean(self.unique_experts),
         }
+
+
+def stats_by_turn(events: Iterable[Event]) -> list[RunStats]:
+    """One :class:`RunStats` per turn of a stream (events before the first turn are ignored)."""
+    out: list[RunStats] = []
+    for ev in events:
+        if ev.type == "turn":
+            out.append(RunStats())
+        if out:
+            out[-1].add(ev)
+    return out
+
+
+def total_stats(events: Iterable[Event]) -> RunStats:
+    st = RunStats()
+    for ev in events:
+        st.add(ev)
+    return st
+
+
+def run_summary(stats: RunStats, header: Mapping, session_path: str | None) -> dict:
+    """The object ``run --json`` prints: the statistics plus what ran (from the session header)."""
+    out = stats.to_dict()
+    out.update({
+        "model": (header.get("model") or {}).get("path"),
+        "backend": header.get("backend"),
+        "draft": (header.get("draft") or {}).get("name"),
+        "policy": stats.policy or (header.get("policy") or {}).get("name"),
+        "temperature": stats.temperature,
+        "session": session_path,
+    })
+    return out

@@ -1,0 +1,46 @@
+"""What machine a run happened on (session headers, bench reports)."""
+
+from __future__ import annotations
+
+import os
+import platform
+from typing import Any
+
+
+def cpu_name() -> str:
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return name
+
+
+def _version(dist: str) -> str | None:
+    try:
+        import importlib.metadata as md
+
+        return md.version(dist)
+    except Exception:
+        return None
+
+
+def machine_info(threads: int | None = None, target_extra: dict | None = None) -> dict[str, Any]:
+    """CPU, cores, threads used, platform, Python, llama-cpp-python, and the GPU offload the
+    loaded target reports (``ModelInfo.extra``)."""
+    extra = target_extra or {}
+    out: dict[str, Any] = {
+        "cpu": cpu_name(),
+        "cores": os.cpu_count(),
+        "threads": threads,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "llama_cpp_python": _version("llama-cpp-python"),
+    }
+    for key in ("n_gpu_layers", "gpu_offload_supported", "device"):
+        if key in extra:
+            out[key] = extra[key]
+    return out
