@@ -295,15 +295,8 @@ def test_plot_without_matplotlib_is_a_clear_error(monkeypatch, tmp_path):
 
 # -- the command -----------------------------------------------------------------------------------------
 def bench_app() -> typer.Typer:
-    from cascade_tui.bench.command import register
+    from cascade_tui.cli import app
 
-    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-
-    @app.callback()
-    def _root() -> None:
-        pass
-
-    register(app)
     return app
 
 
@@ -349,8 +342,6 @@ def test_cli_has_bench_once_wired():
     from cascade_tui.cli import app
 
     names = [c.name or c.callback.__name__ for c in app.registered_commands]
-    if "bench" not in names:
-        pytest.skip("cascade_tui.cli does not call register(app) yet")
     assert names.count("bench") == 1
 
 
@@ -423,10 +414,8 @@ def test_subprocess_loads_llama_cpp_before_numpy(tiny_gguf, tmp_path):
     import sys
 
     target, draft = tiny_gguf
-    code = ("import typer, sys; from cascade_tui.bench.command import register\n"
-            "app = typer.Typer()\n@app.callback()\ndef _r(): pass\nregister(app); app()")
     res = subprocess.run(
-        [sys.executable, "-c", code, "bench", "--model", str(target), "--draft", str(draft), "--threads", "1",
+        [sys.executable, "-m", "cascade_tui", "bench", "--model", str(target), "--draft", str(draft), "--threads", "1",
          "--ctx", "128", "-n", "4", "-w", "code", "--prompt-source", "builtin", "--prompts-per-workload", "1",
          "--policies", "off", "--json", str(tmp_path / "r.json")],
         capture_output=True, text=True, timeout=120)

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from scipy.stats import chisquare
 
-from backends.model_drafter import ModelDrafter, softmax
+from backends.base import softmax
+from backends.model_drafter import ModelDrafter
 from backends.ngram import NgramDrafter
 from cascade_tui.engine import GenerationConfig, IterationEvent, SpeculativeDecoder
 from cascade_tui.engine.acceptance import verify_sampling

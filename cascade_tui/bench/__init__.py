@@ -1,7 +1,7 @@
 """``cascade-tui bench``: policies side by side on named prompt sets (DESIGN section 1).
 
 ``run_bench(models, workloads, policies, ...) -> BenchReport``; ``plot_report`` and the rendering
-helpers live in submodules; the Typer command is added by ``cascade_tui.bench.command.register``.
+helpers live in submodules; the Typer command is ``cascade_tui.cli.bench``.
 """
 
 from cascade_tui.bench.runner import (
