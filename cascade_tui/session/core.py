@@ -236,13 +236,12 @@ class Session:
             yield self._emit(self.decoder.stamp(ErrorEvent(
                 kind="backend", message=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())))
             end = self._finish("error")
+            try:  # the caches may hold half an iteration: start the next turn from scratch
+                self.decoder.forget()
+            except Exception:
+                pass
             if end is not None:
                 yield end
-
-    def abort(self, reason: str = "interrupted") -> Event | None:
-        """End the open turn now (after a Ctrl-C outside the turn's generator); returns its
-        ``end`` event, or None when no turn was open."""
-        return self._finish(reason)
 
     def _finish(self, reason: str) -> Event | None:
         """Write the ``end`` event of a turn that stopped without one."""
