@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -103,6 +104,14 @@ def test_run_json_fields_and_session_recording(models, tmp_path):
     assert all(len(e["routing"]) == 2 and len(e["routing"][0]) == e["k"] + 1 for e in its)
     assert lines[-1]["type"] == "end" and lines[-1]["generated_tokens"] == 24
     assert [e["seq"] for e in lines[1:]] == list(range(len(lines) - 1))
+    assert head["model"]["sha256"] == hashlib.sha256(Path(models["qwen3moe"]).read_bytes()).hexdigest()
+    assert head["machine"]["threads"] == 1 and head["generation"]["max_tokens"] == 24
+    # the statistics computed from the recording are the ones run --json printed
+    from cascade_tui.session import read_session
+    from cascade_tui.stats import run_summary, total_stats
+
+    read = read_session(rec)
+    assert run_summary(total_stats(read.events), read.header, str(rec)) == out
 
 
 def test_streaming_output_and_no_routing(models):
@@ -172,6 +181,10 @@ def test_bad_inputs(models, tmp_path):
     _expect_user_error(cli(*base, "--model", models["llama"], "--draft", other), "300")
     _expect_user_error(cli(*base, "--model", models["llama"], "--policy", "static:x"), "k")
     _expect_user_error(cli(*base, "--model", models["llama"], "--set", "k_max=99"), "k_max")
+    _expect_user_error(cli(*base, "--model", models["llama"], "--set", "nonexistent=1"),
+                       "no parameter 'nonexistent'", "known: backoff, base_iters")
+    _expect_user_error(cli(*base, "--model", models["llama"], "--backend", "torchy"), "unknown backend 'torchy'")
+    _expect_user_error(cli(*base, "--model", tmp_path), "no backend loads", "a directory")
     _expect_user_error(cli(*base, "--model", models["llama"], "--set", "oops"), "KEY=VALUE")
     _expect_user_error(cli(*base, "--model", models["llama"], "--n-gpu-layers", "8"), "gpu")
     long_prompt = "x = 1\n" * 200
@@ -237,3 +250,11 @@ def test_demo_pair_is_the_default():
     s3 = outs["static:3"]
     assert 0 < s3["acceptance_rate"] < 1  # a real drafter: often right, not always
     assert s3["mean_unique_experts"] > off["mean_unique_experts"] >= 2.0
+
+
+def test_draft_none_runs_as_off_with_a_note(models):
+    p = cli("run", "--model", models["llama"], "--draft", "none", "--prompt", PROMPT, "--threads", "1",
+            "--max-tokens", "8", "--no-record", "--json", check=0)
+    assert "note: no drafter, so policy cascade runs as off" in p.stderr
+    out = json.loads(p.stdout)
+    assert out["policy"] == "off" and out["draft"] == "none" and out["k_histogram"] == {"0": out["iterations"]}

@@ -267,3 +267,66 @@ def test_cascade_memory_resumes_a_good_k_and_still_adapts():
         p.reset()
         logs.append(simulate(p, 200, lambda k, i: shift[1](k)))
     assert set_phases(logs[-1])[-1][0] == 0
+
+
+# -- the policy API live UIs use ------------------------------------------------------------------
+@pytest.mark.parametrize("spec", ["off", "static:3", "cascade", "heuristic"])
+def test_every_policy_describes_its_parameters_and_state(spec):
+    p = make_policy(spec)
+    desc = p.describe()
+    assert [d["name"] for d in desc] == [q.name for q in p.PARAMS]
+    for d in desc:
+        assert set(d) == {"name", "type", "default", "min", "max", "help", "value"}
+        assert d["help"] and d["value"] == p.get(d["name"])
+    st = p.state()
+    assert {"policy", "phase", "k", "reason", "utilities", "t_base", "backoff"} <= set(st)
+    assert st["policy"] == p.label and st["k"] == p.decide().k and st["reason"] == p.decide().reason
+
+
+def test_unknown_parameter_is_a_policy_error_listing_the_known_ones():
+    with pytest.raises(PolicyError, match=r"has no parameter 'nonexistent' \(known: backoff, base_iters"):
+        make_policy("cascade", {"nonexistent": "1"})
+    with pytest.raises(PolicyError, match="has no parameter"):
+        make_policy("static:2").check("k_max", 3)
+
+
+def test_check_validates_without_applying():
+    p = CascadePolicy()
+    assert p.check("k_max", "5") == 5 and p.get("k_max") == 8
+    p.set("k_start", 4)
+    with pytest.raises(PolicyError, match=r"k_start \(4\) must not exceed k_max \(3\)"):
+        p.check("k_max", 3)  # cross-parameter rules apply too
+    assert p.get("k_max") == 8 and p.get("k_start") == 4  # the refused check left k_max alone
+
+
+def test_cascade_explains_its_transitions():
+    p = CascadePolicy()
+    reasons = []
+    for i in range(80):
+        d = p.decide()
+        if not reasons or reasons[-1] != (d.phase, d.reason):
+            reasons.append((d.phase, d.reason))
+        t = utility_cost(ALL_BAD)(d.k)
+        p.observe(Observation(k=d.k, drafted=d.k, accepted=d.k, draft_s=0.0, verify_s=t, iter_s=t))
+    assert reasons[0] == ("base", "measuring t_base: 3 iterations at K=0")
+    assert reasons[1] == ("test", "testing K=1 (k_start)")
+    assert reasons[2][0] == "set" and reasons[2][1].startswith("U(K=1)=0.70 < 1: speculation off for 32 iterations")
+    st = p.state()
+    assert st["utilities"] == {"1": pytest.approx(0.7)} and st["t_base"] == pytest.approx(1.0)
+    assert 0 < st["backoff"] <= 32
+
+
+def test_cascade_trial_reasons_compare_with_the_previous_trial():
+    p = CascadePolicy()
+    seen = []
+    while not seen or seen[-1][0] != "set":
+        d = p.decide()
+        if not seen or seen[-1][1] != d.reason:
+            seen.append((d.phase, d.reason))
+        t = utility_cost(PEAK3)(d.k)
+        p.observe(Observation(k=d.k, drafted=d.k, accepted=d.k, draft_s=0.0, verify_s=t, iter_s=t))
+    assert [r for ph, r in seen if ph == "test"] == [
+        "testing K=1 (k_start)", "U(K=1)=1.30: testing K=2",
+        "U(K=2)=1.60 > U(K=1)=1.30: testing K=3", "U(K=3)=2.00 > U(K=2)=1.60: testing K=4"]
+    assert seen[-1][1] == ("U(K=3)=2.00 is the best of U(1)=1.30, U(2)=1.60, U(3)=2.00, U(4)=1.50: "
+                           "K=3 for 16 iterations")

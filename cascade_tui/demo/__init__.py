@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-__all__ = ["DemoModelMissing", "demo_dir", "demo_draft_path", "demo_manifest", "demo_target_path"]
+__all__ = ["DemoModelMissing", "demo_draft_path", "demo_manifest", "demo_target_path"]
 
 _DIR = Path(__file__).resolve().parent
 _REBUILD = "python scripts/train_demo.py"
@@ -19,10 +19,6 @@ _REBUILD = "python scripts/train_demo.py"
 
 class DemoModelMissing(FileNotFoundError):
     """A bundled demo file is not installed (e.g. a source checkout without the GGUF files)."""
-
-
-def demo_dir() -> Path:
-    return _DIR
 
 
 def _existing(name: str) -> Path:
