@@ -108,6 +108,8 @@ def test_events_are_complete_and_ordered():
         assert 2.0 <= e.unique_experts <= 8.0
         assert e.iter_s >= e.verify_s > 0
         assert e.text == target.detokenize(e.emitted)
+        # the leading ``from_draft`` characters are the accepted drafted tokens' text
+        assert e.text[: e.from_draft] == target.detokenize(e.emitted[: e.accepted])
         d = e.to_dict()
         assert d["type"] == "iteration" and isinstance(d["routing"], list)
     assert events[-1].text == target.detokenize(out)

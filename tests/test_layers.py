@@ -63,6 +63,12 @@ def test_core_layers_import_no_ui_and_no_cli(package):
     assert offenders(package, lambda n: under(n, "textual", "typer", "cascade_tui.tui", "cascade_tui.cli")) == []
 
 
+def test_the_tui_never_touches_a_backend():
+    """The TUI talks to a session (through its host); models, engine and runtime stay behind it."""
+    assert offenders("cascade_tui.tui", lambda n: under(n, "backends", "cascade_tui.runtime", "cascade_tui.engine.decoder",
+                                                        "llama_cpp")) == []
+
+
 def test_backends_import_nothing_from_cascade_tui():
     assert offenders("backends", lambda n: under(n, "cascade_tui")) == []
 

@@ -49,7 +49,7 @@ events = st.one_of(
               prefill_s=real, policy=text, params=st.dictionaries(text, scalar, max_size=4), temperature=real,
               max_tokens=small),
     st.builds(IterationEvent, seq=small, t=real, index=small, k=small, drafted=st.lists(small, max_size=8),
-              accepted=small, emitted=st.lists(small, max_size=8), text=text, draft_s=real, verify_s=real,
+              accepted=small, emitted=st.lists(small, max_size=8), text=text, from_draft=small, draft_s=real, verify_s=real,
               iter_s=real, utility=maybe_real, phase=text, unique_experts=maybe_real, routing=routing(),
               n_past=small),
     st.builds(PhaseEvent, seq=small, t=real, phase=text, previous=text, k=small, reason=text,

@@ -98,9 +98,10 @@ class RecordArgs:
         return RecordOptions(record=not self.no_record, path=self.record)
 
 
-def with_options(**groups: type) -> Any:
+def with_options(defaults: dict[str, Any] | None = None, **groups: type) -> Any:
     """Add the options of each group (``name=GroupClass``) to the decorated command; the command
-    receives ``name=GroupClass(...)``."""
+    receives ``name=GroupClass(...)``. ``defaults`` overrides a field's default for this command."""
+    defaults = dict(defaults or {})
 
     def deco(func):
         sig = inspect.signature(func)
@@ -113,7 +114,7 @@ def with_options(**groups: type) -> Any:
             for f in dataclasses.fields(cls):
                 names[gname].append(f.name)
                 added.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY,
-                                               default=f.default, annotation=hints[f.name]))
+                                               default=defaults.get(f.name, f.default), annotation=hints[f.name]))
 
         @functools.wraps(func)
         def wrapper(**kwargs):

@@ -233,7 +233,9 @@ class SpeculativeDecoder:
                     stop, reason = True, "max_tokens"
             context.extend(emitted)
             generated.extend(emitted)
-            text = stream.feed(emitted)
+            n_draft = min(n_acc, len(emitted))  # emitted tokens that came from accepted drafts
+            draft_text = stream.feed(emitted[:n_draft])
+            text = draft_text + stream.feed(emitted[n_draft:])
             t_end = self.clock()
 
             uniq = unique_experts(out.routing)
@@ -255,6 +257,7 @@ class SpeculativeDecoder:
                     accepted=n_acc,
                     emitted=emitted,
                     text=text,
+                    from_draft=len(draft_text),
                     draft_s=obs.draft_s,
                     verify_s=obs.verify_s,
                     iter_s=obs.iter_s,

@@ -105,6 +105,7 @@ class IterationEvent(Event):
     accepted: int = 0  # how many of them the target accepted
     emitted: list[int] = field(default_factory=list)  # tokens appended to the output
     text: str = ""  # decoded text of ``emitted`` (UTF-8 safe across token boundaries)
+    from_draft: int = 0  # leading characters of ``text`` that came from accepted drafted tokens
     draft_s: float = 0.0
     verify_s: float = 0.0
     iter_s: float = 0.0

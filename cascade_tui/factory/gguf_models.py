@@ -342,6 +342,7 @@ def write_model(
     name: str | None = None,
     n_dense_lead: int | None = None,
     tie_embeddings: bool = False,
+    chat_template: str | None = None,
 ) -> Path:
     """Write a GGUF model to ``path`` and return it (as a :class:`~pathlib.Path`).
 
@@ -356,7 +357,8 @@ def write_model(
     ``weights``: ``{tensor name: array}`` replacing the seeded init of those tensors; shapes are
     listed in the module docstring and by :func:`tensor_shapes` (unknown names or wrong shapes
     raise ``ValueError``). ``dtype``: ``"f32"`` or ``"f16"`` for the matrices (norms, biases and
-    routers stay f32). Same arguments -> byte-identical file.
+    routers stay f32). ``chat_template``: a Jinja chat template stored as
+    ``tokenizer.chat_template``. Same arguments -> byte-identical file.
     """
     import gguf
 
@@ -377,6 +379,8 @@ def write_model(
     _write_kv(w, c, vocab, n_ctx_train=int(n_ctx_train), rope_theta=float(rope_theta), dtype=dtype,
               name=name or f"cascade-factory {arch} {n_layer}L {n_embd}d "
               + (f"{n_expert}x{n_ff} top{c.n_expert_used}" if n_expert else f"dense {n_ff}"))
+    if chat_template is not None:
+        w.add_chat_template(chat_template)
     for tname, (shape, kind) in plan.items():
         if tname in given:
             arr = np.asarray(_to_numpy(given[tname]))

@@ -111,6 +111,7 @@ class Policy(ABC):
     """Base class: parameter storage and validated live updates."""
 
     name: str = "policy"
+    summary: str = ""  # one line for help texts and the TUI
     PARAMS: tuple[Param, ...] = ()
 
     def __init__(self, **overrides: Any):

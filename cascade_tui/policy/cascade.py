@@ -41,6 +41,7 @@ from cascade_tui.policy.static import MAX_K
 
 class CascadePolicy(Policy):
     name = "cascade"
+    summary = "the paper's utility-driven test/set phases: tests a few K, runs the best, backs off when U < 1"
     PARAMS = (
         Param("base_iters", int, 3, 1, 64, "K=0 iterations that measure t_base at start and at each refresh"),
         Param("base_refresh", int, 100, 1, 1_000_000, "refresh t_base when the last K=0 sample is this many iterations old"),

@@ -9,6 +9,7 @@ from cascade_tui.policy.static import MAX_K
 
 class HeuristicPolicy(Policy):
     name = "heuristic"
+    summary = "transformers' assisted generation: K +2 after a fully accepted draft, -1 otherwise"
     PARAMS = (
         Param("k_init", int, 5, 1, MAX_K, "K at the start of each request"),
         Param("k_min", int, 1, 1, MAX_K, "smallest K"),

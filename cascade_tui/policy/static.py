@@ -9,6 +9,7 @@ MAX_K = 32
 
 class StaticPolicy(Policy):
     name = "static"
+    summary = "always draft K tokens"
     PARAMS = (Param("k", int, 3, 0, MAX_K, "draft length used for every iteration"),)
 
     @property
@@ -27,6 +28,7 @@ class OffPolicy(StaticPolicy):
     """No speculation. Kept as its own name so ``--policy off`` reads as what it is."""
 
     name = "off"
+    summary = "no speculation: plain decoding"
     PARAMS = (Param("k", int, 0, 0, 0, "always 0: speculation disabled"),)
 
     @property

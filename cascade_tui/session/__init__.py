@@ -1,28 +1,26 @@
-"""Sessions: the headless core every front end shares (``core``), and their recordings
-(``recorder`` writes, ``reader`` reads; format in DESIGN section 4).
+"""Sessions: the headless core every front end shares (``core``), their recordings (``recorder``
+writes, ``reader`` reads; format in DESIGN section 4), and ``host``, which serves a session to a
+UI in another process.
 
-``Session`` is imported lazily (``from cascade_tui.session.core import Session``) by programs
-that load models; the reader needs neither llama.cpp nor a model.
+Names are imported lazily, so ``cascade_tui.session.host`` can be the first import of a child
+process without pulling in numpy before llama.cpp (see backends/llamacpp/lib.py).
 """
 
-from cascade_tui.session.reader import (
-    SessionFile,
-    SessionFormatError,
-    iter_session,
-    read_header,
-    read_session,
-)
-from cascade_tui.session.recorder import FORMAT, SUFFIX, VERSION, Recorder, default_session_path
+from __future__ import annotations
 
-__all__ = [
-    "FORMAT",
-    "SUFFIX",
-    "VERSION",
-    "Recorder",
-    "SessionFile",
-    "SessionFormatError",
-    "default_session_path",
-    "iter_session",
-    "read_header",
-    "read_session",
-]
+import importlib
+
+_NAMES = {
+    "FORMAT": "recorder", "SUFFIX": "recorder", "VERSION": "recorder", "Recorder": "recorder",
+    "default_session_path": "recorder",
+    "SessionFile": "reader", "SessionFormatError": "reader", "iter_session": "reader", "read_header": "reader",
+    "read_session": "reader",
+}
+
+__all__ = sorted(_NAMES)
+
+
+def __getattr__(name: str):
+    if name in _NAMES:
+        return getattr(importlib.import_module(f"cascade_tui.session.{_NAMES[name]}"), name)
+    raise AttributeError(f"module 'cascade_tui.session' has no attribute {name!r}")

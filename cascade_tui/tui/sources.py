@@ -1,0 +1,228 @@
+"""Where the screen's events come from: a live session (:class:`LiveSource`) or a recording
+(:class:`RecordedSource`). Both post the same messages (``tui.messages``) to the screen, so the
+widgets cannot tell a replay from a live run.
+
+A live source serves the session from a host (``cascade_tui.session.host``, a child process by
+default); a thread worker of the app reads the host's event batches (at most ~15 a second, so a
+fast model never floods the screen) and only posts messages. Edits go back to the session's
+control channel and apply at the next iteration boundary.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any, Callable
+
+from cascade_tui.tui.messages import Events, Failed, Loading, Ready, TurnDone
+
+if TYPE_CHECKING:
+    from textual.screen import Screen
+
+
+class Source:
+    """The interface the screen talks to."""
+
+    live = False
+
+    def start(self, screen: Screen) -> None:
+        self.screen = screen
+
+    @property
+    def running(self) -> bool:
+        return False
+
+    @property
+    def ready(self) -> bool:
+        return False
+
+    def submit(self, message: str) -> str | None:
+        """Start a turn; returns None, or why it cannot start (one line)."""
+        return "this is a recording: there is no model to ask"
+
+    def cancel(self) -> None:
+        pass
+
+    def check_param(self, key: str, value: Any) -> Any:
+        raise ValueError("a recording cannot be changed")
+
+    def set_param(self, key: str, value: Any) -> list:
+        return []
+
+    def switch_policy(self, spec: str) -> list:
+        return []
+
+    def clear(self) -> list:
+        return []
+
+    def close(self) -> None:
+        pass
+
+
+class LiveSource(Source):
+    """A live session, served by a :class:`~cascade_tui.session.host.HostClient` (a child
+    process by default, so drawing never slows generation; ``mode="thread"`` for tests). A
+    worker thread of the app reads the host's replies and only posts messages."""
+
+    live = True
+
+    def __init__(self, opener: Callable[..., Any], mode: str = "process"):
+        """``opener(progress=...)`` loads the models and returns a Session; it runs in the host
+        and must be picklable for ``mode="process"`` (a module-level function or a partial)."""
+        from cascade_tui.session.host import HostClient
+
+        self.client = HostClient(opener, mode)
+        self.conversation = None
+        self.failed: str | None = None  # why the session could not start
+        self.record_path: str | None = None
+        self._ready = False
+        self._closed = threading.Event()
+        self._turn_done = threading.Event()
+        self._turn_done.set()
+        self._policy = ("", {})  # the policy in force, as the events tell it (for check_param)
+
+    def launch(self) -> None:
+        """Start loading the models now (before the app owns the terminal, in process mode)."""
+        self.client.start()
+
+    def start(self, screen: Screen) -> None:
+        super().start(screen)
+        self.client.start()  # no-op when launched already
+        screen.run_worker(self._listen, thread=True, group="host", name="session host")
+
+    def _listen(self) -> None:
+        from cascade_tui.session.chat import Conversation
+
+        post = self.screen.post_message
+        while True:
+            try:
+                msg = self.client.recv()
+            except EOFError:
+                break
+            kind = msg[0]
+            if kind == "loading":
+                post(Loading(msg[1]))
+            elif kind == "ready":
+                info = msg[1]
+                self.conversation = Conversation.for_model(info["extra"])
+                self.record_path = info["record_path"]
+                pol = info["header"].get("policy") or {}
+                self._policy = (pol.get("name", ""), dict(pol.get("params") or {}))
+                self._ready = True
+                post(Ready(info["header"], info["notes"]))
+            elif kind == "failed":
+                if not self._ready:
+                    self.failed = msg[1]
+                post(Failed(msg[1]))
+            elif kind == "events":
+                self._follow(msg[1])
+                post(Events(msg[1]))
+            elif kind == "turn_done":
+                self._turn_done.set()
+                post(TurnDone())
+            elif kind == "closed":
+                break
+        if not self._closed.is_set() and self.failed is None:
+            code = self.client.exitcode
+            why = f" (exit code {code})" if code not in (None, 0) else ""
+            self.failed = f"the model process stopped unexpectedly{why}"
+            post(Failed(self.failed))
+        self._turn_done.set()
+        self._closed.set()
+
+    def _follow(self, events: list) -> None:
+        """Keep the policy mirror and the conversation up to date from the stream."""
+        for ev in events:
+            if ev.type in ("turn",):
+                self._policy = (ev.policy, dict(ev.params))
+            elif ev.type == "param" and ev.ok:
+                self._policy = (ev.policy, dict(ev.params))
+            elif ev.type == "end" and self._pending is not None:
+                self.conversation.add_turn(self._pending, ev.text)
+                self._pending = None
+
+    _pending: str | None = None  # the message of the running turn
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    @property
+    def running(self) -> bool:
+        return not self._turn_done.is_set()
+
+    def submit(self, message: str) -> str | None:
+        from cascade_tui.session.chat import TemplateError
+
+        if not self._ready:
+            return self.failed or "the model is still loading"
+        if self.running:
+            return "a turn is running (Esc stops it)"
+        try:
+            prompt = self.conversation.prompt_for(message)
+        except TemplateError as e:
+            return str(e)
+        self._pending = message
+        self._turn_done.clear()
+        if not self.client.send(("turn", prompt, message)):
+            self._turn_done.set()
+            return "the model process is not running"
+        return None
+
+    def cancel(self) -> None:
+        self.client.send(("cancel", "cancelled"))
+
+    def check_param(self, key: str, value: Any) -> Any:
+        from cascade_tui.policy import make_policy
+
+        label, params = self._policy
+        return make_policy(label, params).check(key, value)
+
+    def set_param(self, key: str, value: Any) -> list:
+        self.client.send(("set_param", key, value))
+        return []
+
+    def switch_policy(self, spec: str) -> list:
+        self.client.send(("switch", spec))
+        return []
+
+    def clear(self) -> list:
+        if self.running or self.conversation is None:
+            return []
+        self.conversation.clear()
+        self.client.send(("clear",))
+        return []
+
+    def wait(self, timeout: float) -> bool:
+        """Wait for a running turn to end; True when none is running."""
+        return self._turn_done.wait(timeout)
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop a running turn, close the session (its recording ends cleanly) and the host.
+        Safe to call more than once."""
+        if self._closing:
+            return
+        self._closing = True
+        self.client.send(("close",))
+        if not self.client.join(timeout):
+            self.client.kill()
+        self._closed.set()
+
+    _closing = False
+
+
+class RecordedSource(Source):
+    """Events that already happened (a recording, a test fixture), shown all at once."""
+
+    def __init__(self, header: dict, events: list, title: str = ""):
+        self.header = header
+        self.events = list(events)
+        self.title = title
+
+    @property
+    def ready(self) -> bool:
+        return True
+
+    def start(self, screen: Screen) -> None:
+        super().start(screen)
+        screen.post_message(Ready(self.header, []))
+        screen.post_message(Events(self.events))
