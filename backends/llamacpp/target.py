@@ -433,6 +433,12 @@ def _init_target(t, llc, hdr, p, n_ctx, nb, n_threads, n_gpu_layers, mode, kv_f3
     }
     if t._capture is not None and t._capture.mode == "python":
         extra["native_unavailable"] = getattr(t._capture, "native_unavailable", "")
+    template = hdr.metadata.get("tokenizer.chat_template")
+    if isinstance(template, str) and template.strip():
+        extra["chat_template"] = template
+    for key, tok in (("bos_text", llc.llama_vocab_bos(vocab)), ("eos_text", llc.llama_vocab_eos(vocab))):
+        if 0 <= tok < n_vocab:
+            extra[key] = pieces[tok].decode("utf-8", "replace")
     t.info = ModelInfo(
         path=str(p),
         backend="llama",
