@@ -120,8 +120,9 @@ class LiveSource(Source):
                 self._turn_done.set()
                 post(TurnDone())
             elif kind == "closed":
+                self._host_closed = True
                 break
-        if not self._closed.is_set() and self.failed is None:
+        if not (self._host_closed or self._closing) and self.failed is None:
             code = self.client.exitcode
             why = f" (exit code {code})" if code not in (None, 0) else ""
             self.failed = f"the model process stopped unexpectedly{why}"
@@ -208,6 +209,7 @@ class LiveSource(Source):
         self._closed.set()
 
     _closing = False
+    _host_closed = False  # the host said goodbye (a normal end)
 
 
 class RecordedSource(Source):

@@ -1,0 +1,81 @@
+"""The TUI's view state on its own: what each panel will show, computed from a session's events."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cascade_tui.engine import EndEvent, IterationEvent, MarkerEvent, ParamEvent, PhaseEvent, StartEvent
+from cascade_tui.stats import total_stats
+from cascade_tui.tui.state import HEAT_WINDOW, ViewState
+from tui_fakes import fake_events
+
+
+@pytest.fixture(scope="module")
+def session():
+    return fake_events(policy="cascade", max_tokens=120, noise=0.6)
+
+
+def test_totals_chat_and_series_follow_the_events(session):
+    header, events = session
+    st = ViewState(header)
+    st.apply_all(events)
+    assert st.total.to_dict() == total_stats(events).to_dict()  # the numbers a recording gives
+    ends = [e for e in events if isinstance(e, EndEvent)]
+    assert [t.text for t in st.chat] == [e.text for e in ends]  # the streamed chat = the answers
+    assert [t.message for t in st.chat] == ["abc", "hello"] and [t.end_reason for t in st.chat] == ["max_tokens"] * 2
+    its = [e for e in events if isinstance(e, IterationEvent)]
+    drafted_text = "".join(e.text[: e.from_draft] for e in its)
+    assert "".join(t for turn in st.chat for t, d in turn.segments if d) == drafted_text
+    assert st.n_iterations == len(its) and [p.k for p in st.points] == [e.k for e in its]
+    assert not st.running and st.policy == "cascade"
+
+
+def test_measured_t_base_speedup_and_weights_read(session):
+    header, events = session
+    st = ViewState(header)
+    st.apply_all(events)
+    k0 = [e.iter_s for e in events if isinstance(e, IterationEvent) and e.k == 0][-64:]
+    assert st.t_base == pytest.approx(sum(k0) / len(k0))
+    assert st.speedup == pytest.approx(st.total.tokens_per_s * st.t_base)
+    last = [e for e in events if isinstance(e, IterationEvent)][-1]
+    uniq = [len(np.unique(layer)) for layer in last.routing]
+    assert list(st.unique_now) == uniq
+    assert st.bytes_ratio == pytest.approx(np.mean(uniq) / 2)
+    assert 0 < st.spec_share < 1
+
+
+def test_heatmap_counts_and_rolling_window(session):
+    header, events = session
+    st = ViewState(header)
+    its = [e for e in events if isinstance(e, IterationEvent)]
+    st.apply_all(events)
+    last = its[-1]
+    for layer in range(2):
+        assert st.heat_now[layer].sum() == last.routing.shape[1] * 2  # tokens x top-2
+    window = its[-HEAT_WINDOW:]
+    assert st.heat_tokens == sum(e.routing.shape[1] for e in window)
+    expect = np.zeros((2, 8), int)
+    for e in window:
+        for layer in range(2):
+            np.add.at(expect[layer], e.routing[layer].reshape(-1), 1)
+    assert (st.heat_sum == expect).all()
+
+
+def test_log_says_why_and_follows_params_switches_and_clears():
+    st = ViewState({"model": {"moe_layers": [0], "n_expert": 4, "n_expert_used": 1}, "policy": {"name": "cascade"}})
+    st.apply(StartEvent(turn=0, message="hi", prompt_tokens=3, policy="cascade", params={"k_max": 8}))
+    st.apply(PhaseEvent(phase="set", previous="test", k=0, reason="U(K=1)=0.82 < 1: speculation off for 32 iterations",
+                        state={"utilities": {"1": 0.82}, "t_base": 0.01, "backoff": 32}))
+    st.apply(ParamEvent(key="k_max", value=3, policy="cascade", params={"k_max": 3}))
+    st.apply(ParamEvent(key="k_max", value=99, ok=False, error="k_max: 99 is out of range", policy="cascade"))
+    st.apply(ParamEvent(key="policy", value="static:2", policy="static:2", params={"k": 2}))
+    st.apply(EndEvent(turn=0, reason="cancelled", text="", tail="\ufffd"))
+    st.apply(MarkerEvent(label="context cleared"))
+    lines = [ln.text for ln in st.log]
+    assert "test -> set (K=0): U(K=1)=0.82 < 1: speculation off for 32 iterations" in lines
+    assert "k_max = 3 (policy cascade)" in lines
+    assert "refused k_max = 99: k_max: 99 is out of range" in lines
+    assert "policy switched to static:2" in lines and st.policy == "static:2" and st.params == {"k": 2}
+    assert any("turn 1 ended (cancelled)" in t for t in lines) and lines[-1] == "context cleared"
+    assert st.utilities == {} and st.chat == [] and st.log_total == len(lines)
