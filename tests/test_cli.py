@@ -258,3 +258,11 @@ def test_draft_none_runs_as_off_with_a_note(models):
     assert "note: no drafter, so policy cascade runs as off" in p.stderr
     out = json.loads(p.stdout)
     assert out["policy"] == "off" and out["draft"] == "none" and out["k_histogram"] == {"0": out["iterations"]}
+
+
+def test_chat_refuses_bad_input_before_the_screen_opens(models, tmp_path):
+    _expect_user_error(cli("chat", "--model", tmp_path / "missing.gguf"), "not found")
+    _expect_user_error(cli("chat", "--model", models["llama"], "--draft", tmp_path / "nope.gguf"), "not found")
+    _expect_user_error(cli("chat", "--policy", "turbo"), "unknown policy 'turbo'")
+    _expect_user_error(cli("chat", "--set", "k_max=0"), "k_max")
+    _expect_user_error(cli("chat", "--model", models["llama"]), "chat needs a terminal")  # stdin is a pipe here

@@ -40,12 +40,12 @@ def chat(
     """Chat with a local MoE and watch speculation live: utility, K, accepted tokens, phases, experts."""
     pol.check()
     params = pol.params()
-    if not sys.stdin.isatty() or not sys.stdout.isatty():
-        raise fail("chat needs a terminal; for scripts use `cascade-tui run --prompt ...`")
 
     from cascade_tui.runtime import UserError  # noqa: F401  (first: loads llama.cpp before numpy)
 
     check_model_paths(model)
+    if not sys.stdin.isatty() or not sys.stdout.isatty():
+        raise fail("chat needs a terminal; for scripts use `cascade-tui run --prompt ...`")
     from functools import partial
 
     from cascade_tui.session.host import open_session
