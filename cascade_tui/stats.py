@@ -61,10 +61,31 @@ class RunStats(DecodeRates):
     temperature: float = 0.0
     k_hist: Counter = field(default_factory=Counter)
     phase_hist: Counter = field(default_factory=Counter)
-    utilities: list[float] = field(default_factory=list)
-    unique_experts: list[float] = field(default_factory=list)
+    utility_sum: float = 0.0
+    utility_n: int = 0
+    unique_sum: float = 0.0
+    unique_n: int = 0
+    k0_s: float = 0.0  # time of the K = 0 iterations (a measured plain step: the speedup's baseline)
+    k0_n: int = 0
     emitted: list[int] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+
+    @property
+    def t_base(self) -> float | None:
+        """Mean time of a K = 0 iteration in this stream, None when there was none."""
+        return self.k0_s / self.k0_n if self.k0_n else None
+
+    @property
+    def estimated_speedup(self) -> float | None:
+        """Speedup over no speculation, estimated as tokens/s x the measured K = 0 iteration
+        time (None without K = 0 iterations, e.g. a static:K run)."""
+        tb = self.t_base
+        return self.tokens_per_s * tb if tb and self.decode_s > 0 else None
+
+    @property
+    def speculation_share(self) -> float | None:
+        """Share of iterations with K > 0."""
+        return 1.0 - self.k_hist.get(0, 0) / self.iterations if self.iterations else None
 
     def add(self, ev: Event) -> None:  # dispatches on ev.type: no engine import needed
         if ev.type == "turn":
@@ -81,10 +102,15 @@ class RunStats(DecodeRates):
             self.k_hist[ev.k] += 1
             self.phase_hist[ev.phase] += 1
             self.emitted.extend(ev.emitted)
+            if ev.k == 0:
+                self.k0_s += ev.iter_s
+                self.k0_n += 1
             if ev.utility is not None:
-                self.utilities.append(ev.utility)
+                self.utility_sum += ev.utility
+                self.utility_n += 1
             if ev.unique_experts is not None:
-                self.unique_experts.append(ev.unique_experts)
+                self.unique_sum += ev.unique_experts
+                self.unique_n += 1
         elif ev.type == "end":
             self.generated_tokens += ev.generated_tokens
             self.wall_s += ev.wall_s
@@ -94,7 +120,7 @@ class RunStats(DecodeRates):
             self.errors.append(ev.message)
 
     def to_dict(self) -> dict:
-        mean = lambda xs: sum(xs) / len(xs) if xs else None  # noqa: E731
+        speedup = self.estimated_speedup
         return {
             "text": self.text,
             "stop_reason": self.reason,
@@ -112,8 +138,10 @@ class RunStats(DecodeRates):
             "mean_k": self.mean_k,
             "k_histogram": {str(k): v for k, v in sorted(self.k_hist.items())},
             "phase_iterations": dict(sorted(self.phase_hist.items())),
-            "mean_utility": mean(self.utilities),
-            "mean_unique_experts": mean(self.unique_experts),
+            "mean_utility": self.utility_sum / self.utility_n if self.utility_n else None,
+            "mean_unique_experts": self.unique_sum / self.unique_n if self.unique_n else None,
+            "speculation_share": self.speculation_share,
+            "estimated_speedup": None if speedup is None else round(speedup, 4),
         }
 
 

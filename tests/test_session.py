@@ -266,3 +266,18 @@ def test_a_trailing_partial_character_is_flushed_into_the_end_event():
     end = events[-1]
     assert end.tail == "\ufffd"  # not silently dropped
     assert "".join(e.text for e in its) + end.tail == end.text
+
+
+def test_estimated_speedup_is_one_for_plain_decoding_and_unknown_without_a_plain_step():
+    off = make_session(policy="off", max_tokens=30)
+    list(off.turn([1, 2, 3]))
+    assert off.total.estimated_speedup == pytest.approx(1.0)  # every iteration is the baseline
+    assert off.summary()["speculation_share"] == 0.0
+    static = make_session(policy="static:2", max_tokens=30)
+    list(static.turn([1, 2, 3]))
+    assert static.total.estimated_speedup is None and static.summary()["estimated_speedup"] is None
+    cascade = make_session(policy="cascade", noise=0.2, max_tokens=200)
+    list(cascade.turn([1, 2, 3]))
+    st = cascade.total
+    assert st.k_hist.get(0, 0) > 0 and st.t_base == pytest.approx(st.k0_s / st.k0_n)
+    assert st.estimated_speedup == pytest.approx(st.tokens_per_s * st.t_base)

@@ -471,7 +471,7 @@ def run_bench(
                         prefill_s=stats.prefill_s, draft_prefill_s=draft_prefill_s,
                         iterations=stats.iterations, drafted=stats.drafted,
                         accepted=stats.accepted, k_hist=Counter(stats.k_hist),
-                        unique_sum=float(sum(stats.unique_experts)), unique_n=len(stats.unique_experts),
+                        unique_sum=stats.unique_sum, unique_n=stats.unique_n,
                         stop_reason=stats.reason, tokens=tokens,
                         identical_to_off=None if off_tokens is None else tokens == off_tokens,
                     ))

@@ -19,7 +19,6 @@ from cascade_tui.stats import RunStats
 SERIES = 600  # iterations kept for the charts
 HEAT_WINDOW = 64  # iterations summed in the rolling expert heatmap
 LOG_LINES = 500
-K0_WINDOW = 64  # recent K = 0 iteration times averaged into the measured t_base
 
 
 @dataclass
@@ -80,7 +79,6 @@ class ViewState:
         self.utilities: dict[int, float] = {}  # the policy's measured U per K
         self.policy_t_base: float | None = None
         self.backoff: int | None = None
-        self._k0: deque[float] = deque(maxlen=K0_WINDOW)
         self.n_layers = 0
         self.n_expert = 0
         self.n_expert_used = 0
@@ -109,10 +107,8 @@ class ViewState:
     # -- derived numbers -----------------------------------------------------------------------
     @property
     def t_base(self) -> float | None:
-        """Measured time of a K = 0 iteration (recent ones in this session), else the policy's."""
-        if self._k0:
-            return sum(self._k0) / len(self._k0)
-        return self.policy_t_base
+        """Measured time of a K = 0 iteration in this session, else the policy's estimate."""
+        return self.total.t_base or self.policy_t_base
 
     @property
     def speedup(self) -> float | None:
@@ -135,11 +131,6 @@ class ViewState:
             return None
         return float(u.mean()) / self.n_expert_used
 
-    @property
-    def spec_share(self) -> float | None:
-        """Share of iterations that speculated (K > 0)."""
-        n = sum(self.total.k_hist.values())
-        return None if not n else 1.0 - self.total.k_hist.get(0, 0) / n
 
     # -- folding events ------------------------------------------------------------------------
     def apply_all(self, events: Iterable) -> None:
@@ -171,8 +162,6 @@ class ViewState:
     def _on_iteration(self, ev) -> None:
         self.n_iterations += 1
         self.k, self.phase = ev.k, ev.phase or self.phase
-        if ev.k == 0:
-            self._k0.append(ev.iter_s)
         self.points.append(IterPoint(self.n_iterations, len(self.chat) - 1, ev.k, len(ev.drafted), ev.accepted,
                                      ev.utility, ev.phase, ev.iter_s, ev.unique_experts))
         if self.chat:
