@@ -11,6 +11,9 @@ if TYPE_CHECKING:  # numpy-free at run time: the CLI imports this before llama.c
     from cascade_tui.engine.events import Event
 
 
+MIN_K0 = 3  # K = 0 iterations needed before their mean time is a baseline worth quoting
+
+
 def mean_k_of(hist: Mapping[int, int]) -> float:
     """Mean K of a histogram K -> iterations."""
     n = sum(hist.values())
@@ -78,8 +81,8 @@ class RunStats(DecodeRates):
     @property
     def estimated_speedup(self) -> float | None:
         """Speedup over no speculation, estimated as tokens/s x the measured K = 0 iteration
-        time (None without K = 0 iterations, e.g. a static:K run)."""
-        tb = self.t_base
+        time (None with fewer than MIN_K0 K = 0 iterations, e.g. a static:K run)."""
+        tb = self.t_base if self.k0_n >= MIN_K0 else None
         return self.tokens_per_s * tb if tb and self.decode_s > 0 else None
 
     @property

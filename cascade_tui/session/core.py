@@ -316,6 +316,7 @@ def build_header(models: LoadedModels, policy: Policy, generation: GenerationCon
     if dmodel is not None:
         draft.update(model_header(dmodel.info.path, dmodel.info))
         draft["name"] = models.draft_label
+        draft["max_catch_up"] = getattr(models.drafter, "max_catch_up", None)
     threads = (options.threads if options else None) or default_threads()
     return {
         "backend": models.backend,

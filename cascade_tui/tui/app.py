@@ -7,8 +7,8 @@ from typing import Iterable
 
 from textual.app import App, SystemCommand
 
-from cascade_tui.tui.screens import HelpScreen, MainScreen
-from cascade_tui.tui.sources import Source
+from cascade_tui.tui.screens import HelpScreen, MainScreen, ReplayScreen
+from cascade_tui.tui.sources import ReplaySource, Source
 
 DARK, LIGHT = "textual-dark", "textual-light"
 
@@ -23,7 +23,8 @@ class CascadeApp(App):
         self.theme = theme
 
     def on_mount(self) -> None:
-        self.push_screen(MainScreen(self.source, self.title_text))
+        screen = ReplayScreen if isinstance(self.source, ReplaySource) else MainScreen
+        self.push_screen(screen(self.source, self.title_text))
 
     @property
     def main(self) -> MainScreen:
@@ -47,7 +48,8 @@ class CascadeApp(App):
         main = self.main
         yield SystemCommand("Heatmap: last iteration / rolling window", "Toggle the expert heatmap's mode",
                             main.action_toggle_heatmap)
-        yield SystemCommand("Edit the policy", "Open the policy panel", main.action_policy)
+        if self.source.live:
+            yield SystemCommand("Edit the policy", "Open the policy panel", main.action_policy)
         if self.source.live:
             yield SystemCommand("Clear the conversation", "Start over on an empty context", main.action_clear)
             yield SystemCommand("Stop the answer", "Stop at the next iteration boundary", main.action_stop)

@@ -41,3 +41,23 @@ class Failed(Message):
 
 class TurnDone(Message):
     """The running turn is over (its events have all been posted)."""
+
+
+class Reset(Message):
+    """Start the screen over from an empty state (replay stepping back or seeking)."""
+
+    def __init__(self, header: dict) -> None:
+        super().__init__()
+        self.header = header
+
+
+class Position(Message):
+    """Where a replay is: ``cursor`` events of ``total`` shown, playing or not, at what speed."""
+
+    def __init__(self, cursor: int, total: int, iteration: int, iterations: int, t: float, duration: float,
+                 playing: bool, speed: float | None) -> None:
+        super().__init__()
+        self.cursor, self.total = cursor, total
+        self.iteration, self.iterations = iteration, iterations
+        self.t, self.duration = t, duration
+        self.playing, self.speed = playing, speed

@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any, Callable
 
-from cascade_tui.tui.messages import Events, Failed, Loading, Ready, TurnDone
+from cascade_tui.tui.messages import Events, Failed, Loading, Position, Ready, Reset, TurnDone
 
 if TYPE_CHECKING:
     from textual.screen import Screen
@@ -228,3 +228,144 @@ class RecordedSource(Source):
         super().start(screen)
         screen.post_message(Ready(self.header, []))
         screen.post_message(Events(self.events))
+
+
+SPEEDS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, None)  # None: as fast as possible
+GAP_S = 1.0  # idle time between events longer than this plays as this (a user thinking between turns)
+FASTEST_BATCH = 4000  # events per frame at full speed
+
+
+class ReplaySource(Source):
+    """A recording played back through the same messages as a live session: play / pause, speed
+    (0.25x to 16x, or as fast as possible), one iteration forward or back, seek to an iteration
+    or a time. Going back replays the events up to there into a fresh state."""
+
+    def __init__(self, header: dict, events: list, *, speed: float | None = 1.0, playing: bool = True,
+                 notes: list[str] | None = None):
+        self.header = header
+        self.events = list(events)
+        self.notes = list(notes or [])
+        self.speed = speed
+        self.playing = playing
+        self.cursor = 0  # events shown so far
+        self.clock = 0.0  # playback time (seconds into the recording, idle gaps shortened)
+        self._play_t = _playback_times(self.events)
+        self._iters = [i for i, ev in enumerate(self.events) if ev.type == "iteration"]
+        self._last_tick: float | None = None
+
+    @property
+    def ready(self) -> bool:
+        return True
+
+    @property
+    def duration(self) -> float:
+        return self._play_t[-1] if self._play_t else 0.0
+
+    def start(self, screen: Screen) -> None:
+        super().start(screen)
+        screen.post_message(Ready(self.header, self.notes))
+        screen.set_interval(1 / 15, self._tick)
+        self._position()
+
+    # -- playback ------------------------------------------------------------------------------
+    def _tick(self) -> None:
+        import time
+
+        now = time.monotonic()
+        dt = 0.0 if self._last_tick is None else now - self._last_tick
+        self._last_tick = now
+        if not self.playing:
+            return
+        if self.cursor >= len(self.events):
+            self.playing = False
+            self._position()
+            return
+        if self.speed is None:
+            end = min(len(self.events), self.cursor + FASTEST_BATCH)
+            self.clock = self._play_t[end - 1]
+        else:
+            self.clock += dt * self.speed
+            end = self.cursor
+            while end < len(self.events) and self._play_t[end] <= self.clock:
+                end += 1
+        self._emit_to(end)
+        if self.cursor >= len(self.events):
+            self.playing = False
+        self._position()
+
+    def _emit_to(self, end: int) -> None:
+        if end > self.cursor:
+            self.screen.post_message(Events(self.events[self.cursor:end]))
+            self.cursor = end
+
+    def _rebuild(self, end: int) -> None:
+        """Show exactly the first ``end`` events (from a fresh state when going back)."""
+        end = max(0, min(end, len(self.events)))
+        if end < self.cursor:
+            self.screen.post_message(Reset(self.header))
+            self.cursor = 0
+        self._emit_to(end)
+        self.clock = self._play_t[end - 1] if end else 0.0
+        self._position()
+
+    def _position(self) -> None:
+        it = sum(1 for i in self._iters if i < self.cursor) if self._iters else 0
+        self.screen.post_message(Position(self.cursor, len(self.events), it, len(self._iters), self.clock,
+                                          self.duration, self.playing, self.speed))
+
+    # -- controls --------------------------------------------------------------------------------
+    def toggle(self) -> None:
+        if self.cursor >= len(self.events):
+            self._rebuild(0)  # at the end: play again from the start
+        self.playing = not self.playing
+        self._last_tick = None
+        self._position()
+
+    def faster(self, step: int = 1) -> None:
+        i = SPEEDS.index(self.speed) if self.speed in SPEEDS else 2
+        self.speed = SPEEDS[max(0, min(len(SPEEDS) - 1, i + step))]
+        self._position()
+
+    def step(self, n: int) -> None:
+        """Pause and show ``n`` more (or, negative, fewer) iterations."""
+        self.playing = False
+        done = [i for i in self._iters if i < self.cursor]
+        if n > 0:
+            ahead = [i for i in self._iters if i >= self.cursor]
+            end = ahead[min(n, len(ahead)) - 1] + 1 if ahead else len(self.events)
+        else:
+            keep = len(done) + n
+            end = done[keep - 1] + 1 if keep > 0 else 0
+        self._rebuild(end)
+
+    def seek_iteration(self, n: int) -> None:
+        """Show the recording up to and including iteration ``n`` (1-based, across turns)."""
+        self.playing = False
+        n = max(0, min(n, len(self._iters)))
+        self._rebuild(self._iters[n - 1] + 1 if n else 0)
+
+    def seek_time(self, seconds: float) -> None:
+        """Show everything that happened in the first ``seconds`` of playback time."""
+        import bisect
+
+        self.playing = False
+        self._rebuild(bisect.bisect_right(self._play_t, seconds))
+
+    def home(self) -> None:
+        self.seek_iteration(0)
+
+    def end(self) -> None:
+        self.playing = False
+        self._rebuild(len(self.events))
+
+
+def _playback_times(events: list) -> list[float]:
+    """Each event's time in the replay: the recorded times, with idle gaps cut to ``GAP_S``."""
+    out, clock, prev = [], 0.0, None
+    for ev in events:
+        t = ev.t
+        if prev is not None:
+            clock += min(max(0.0, t - prev), GAP_S)
+        prev = t
+        out.append(clock)
+    return out

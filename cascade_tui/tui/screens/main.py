@@ -17,9 +17,10 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, LoadingIndicator, Static, TabbedContent, TabPane
 
-from cascade_tui.tui.messages import Events, Failed, Loading, Ready, TurnDone
+from cascade_tui.tui.messages import Events, Failed, Loading, Ready, Reset, TurnDone
 from cascade_tui.tui.sources import Source
 from cascade_tui.tui.state import ViewState
+from cascade_tui.tui.widgets.session_info import SessionInfo
 from cascade_tui.tui.widgets import (
     ChatView,
     ExpertHeatmap,
@@ -95,8 +96,7 @@ class MainScreen(Screen):
                 chat.border_subtitle = "green: text from accepted drafts"
                 yield chat
                 yield StatusLine(id="status")
-                yield Input(placeholder="Type a prompt and press Enter (Esc stops an answer)", id="prompt",
-                            disabled=not self.source.live)
+                yield from self.bottom()
             with VerticalScroll(id="panels"):
                 stats = StatsPanel(id="stats", classes="panel")
                 stats.border_title = "speed"
@@ -117,7 +117,15 @@ class MainScreen(Screen):
                         yield TransitionLog(id="log")
                     with TabPane("Policy", id="tab-policy"):
                         yield PolicyPanel(editable=self.source.live, id="policy")
+                    with TabPane("Session", id="tab-session"):
+                        with VerticalScroll():
+                            yield SessionInfo(id="session-info")
         yield Footer()
+
+    def bottom(self) -> ComposeResult:
+        """The row under the chat: the prompt (a replay shows its controls instead)."""
+        yield Input(placeholder="Type a prompt and press Enter (Esc stops an answer)", id="prompt",
+                    disabled=not self.source.live)
 
     def on_mount(self) -> None:
         self.title = "cascade-tui"
@@ -152,6 +160,13 @@ class MainScreen(Screen):
             self.sub_title += f"  ·  recording {path}"
         for note in msg.notes:
             self.notify(note, severity="warning")
+        self.query_one(SessionInfo).show_header(msg.header, str(path) if path else None)
+        self._dirty = True
+
+    @on(Reset)
+    def _reset(self, msg: Reset) -> None:
+        """Start over from an empty state (a replay going back); the events follow."""
+        self.state = ViewState(msg.header)
         self._dirty = True
 
     @on(Failed)
