@@ -116,27 +116,29 @@ def test_csv_has_one_row_per_iteration_and_markdown_reports(demo_runs, tmp_path)
 
 def test_whatif_predicts_static_3_from_static_1_and_back_within_15_percent(tmp_path):
     """The validation the issue asks for, on the demo pair (real llama.cpp): record static:1 and
-    static:3 runs of the same prompt, alternately; what-if from each recording of one must predict
-    the other's measured tokens/s (median of its runs) within 15%."""
+    static:3 runs of the same prompt in alternating rounds; what-if from one run must predict the
+    tokens/s measured in the other run of the same round within 15% (the median over rounds:
+    single runs on this shared VM drift by up to 20% over seconds, which pairing cancels)."""
     import cascade_tui.runtime  # noqa: F401
     from cascade_tui.engine import GenerationConfig
     from cascade_tui.runtime import ModelOptions
     from cascade_tui.session.core import RecordOptions, Session
 
-    recs: dict[str, list] = {"static:1": [], "static:3": []}
-    for i in range(3):
-        for pol in recs:
+    rounds = []
+    for i in range(6):
+        rec = {}
+        for pol in ("static:1", "static:3") if i % 2 else ("static:3", "static:1"):
             path = tmp_path / f"{pol.replace(':', '_')}-{i}.cascade.jsonl"
-            s = Session.open(ModelOptions(threads=1), policy=pol, generation=GenerationConfig(max_tokens=192),
+            s = Session.open(ModelOptions(threads=1), policy=pol, generation=GenerationConfig(max_tokens=256),
                              record=RecordOptions(path=path))
             list(s.turn(PROMPT))
             s.close()
-            recs[pol].append(read_session(path))
-    measured = {p: statistics.median(_tps(f) for f in fs[1:]) for p, fs in recs.items()}  # run 0 warms up
+            rec[pol] = read_session(path)
+        rounds.append(rec)
     for src, dst in (("static:1", "static:3"), ("static:3", "static:1")):
-        preds = [WhatIf.from_events(f.header, f.events).predict(dst).tokens_per_s for f in recs[src][1:]]
-        err = statistics.median(preds) / measured[dst] - 1
-        assert abs(err) < 0.15, (src, dst, preds, measured)
+        errors = [WhatIf.from_events(r[src].header, r[src].events).predict(dst).tokens_per_s / _tps(r[dst]) - 1
+                  for r in rounds[1:]]  # round 0 warms the machine up
+        assert abs(statistics.median(errors)) < 0.15, (src, dst, [f"{e:+.1%}" for e in errors])
 
 
 def _tps(f) -> float:

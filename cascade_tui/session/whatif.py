@@ -104,6 +104,12 @@ def _nnls(X: np.ndarray, y: np.ndarray) -> np.ndarray:
     return out
 
 
+def _varied(x: np.ndarray) -> bool:
+    """At least two values that each occur often enough to fit a slope on."""
+    values, counts = np.unique(x, return_counts=True)
+    return int((counts >= max(8, 0.05 * len(x))).sum()) >= 2
+
+
 def _significant(X: np.ndarray, y: np.ndarray, col: int) -> bool:
     """Is column ``col``'s least-squares coefficient positive and over 3 standard errors?"""
     coef, *_ = np.linalg.lstsq(X, y, rcond=None)
@@ -181,16 +187,22 @@ def fit_cost(rows: list[IterationRow]) -> CostModel:
         k = np.array([r.k for r in drafting], float)
         m = np.array([min(r.missed, 10_000) for r in drafting], float)
         d = np.array([r.draft_s for r in drafting])
-        kc = {int(x): int((k == x).sum()) for x in np.unique(k)}
-        seen = [x for x, cnt in kc.items() if cnt >= max(8, 0.05 * len(k))]
-        if len(seen) > 1:
-            e0, e1 = _nnls(np.stack([k, m + k - 1], axis=1), d)
+        evals, toks = k, m + k - 1  # drafter evals, tokens it evaluates
+        if _varied(evals) or _varied(toks):
+            e0, e1 = _nnls(np.stack([evals, toks], axis=1), d)
         else:
-            # one draft length: cost proportional to the tokens the drafter evaluates
-            e1 = float(_nnls((m + k - 1).reshape(-1, 1), d)[0])
-            n_k = seen[0] if seen else int(k[0])
-            assumptions.append(f"every draft had {n_k} token{'s' if n_k != 1 else ''}: other lengths are "
-                               "extrapolated proportionally to the tokens the drafter evaluates")
+            e1 = float(_nnls(toks.reshape(-1, 1), d)[0])
+            assumptions.append(f"every draft had {int(k[0])} token{'s' if k[0] != 1 else ''} and read the same "
+                               "number: other lengths are extrapolated proportionally to the tokens the drafter "
+                               "evaluates")
+    if len(sizes) == 1 and e0 > 0:
+        # one verify size: the per-eval overhead is the runtime's, on this machine; take the
+        # drafter's (measured above) for the target too, the rest of the time per token
+        a = min(e0, 0.5 * float(np.mean(v)))
+        rest = v - a - (c * u if use_u else 0.0)
+        b = max(0.0, float(np.mean(rest)) / sizes[0])
+        assumptions[0] = (f"every iteration verified {sizes[0]} tokens: other sizes are extrapolated with the "
+                          "drafter's per-eval overhead and the rest of the time per token")
     pred = np.array([CostModel(a, b, c, e0, e1, 0.0, 0, 0).iteration(r.k, r.u, r.missed) for r in fit])
     it = np.array([r.iter_s for r in fit])
     other = float(np.mean(it - pred))
