@@ -6,8 +6,11 @@ From the recording alone we fit
   unique experts per MoE layer in the batch), drafting ``e0 * k + e1 * (m + k - 1)`` (a model
   drafter evaluates the m tokens it has not seen in one batch, then one token per further draft
   step: every eval costs ``e0 + e1 * tokens``), and a constant for the rest;
-* the **acceptance** of each draft position (the chance that position i is accepted when the ones
-  before it were), from the drafted and accepted tokens;
+* the **acceptance**: under greedy decoding every policy commits the same text, and each draft
+  tells where along it the drafter agreed with the target (accepted) or not (the first rejected
+  token), so a draft of any length is accepted as far as the agreement runs; positions no draft
+  reached take the agreement seen after the same tokens elsewhere. With sampling, the chance that
+  draft position i is accepted when the ones before it were;
 * the **unique experts** a batch of n tokens touches, from the routing of the tokens the target
   committed (windows of n consecutive tokens);
 
@@ -17,7 +20,7 @@ explains the recorded iteration times (R^2) is reported with it.
 
 What a recording cannot show is assumed and said so: a verify size never seen (a static:K run
 verifies K + 1 tokens only) extrapolates proportionally (the fit's intercept is pulled towards 0);
-draft positions past the longest recorded draft keep the last measured acceptance.
+with sampling, draft positions past the longest recorded draft keep the last measured acceptance.
 """
 
 from __future__ import annotations
@@ -52,6 +55,10 @@ class IterationRow:
 class Turn:
     tokens: int  # generated
     prompt_tokens: int  # a model drafter reads them all at its first draft of the turn
+    ids: list[int] = field(default_factory=list)  # the generated tokens
+    agree: dict[int, bool] = field(default_factory=dict)  # did the drafter agree with the target at position i
+    greedy: bool = True
+    routing: list = field(default_factory=list)  # committed tokens' routing [layers, top_k], from position -1
 
 
 def rows_of(events: list, catch_up: int | None = None) -> tuple[list[IterationRow], list[Turn], np.ndarray | None]:
@@ -67,7 +74,7 @@ def rows_of(events: list, catch_up: int | None = None) -> tuple[list[IterationRo
     for ev in events:
         if ev.type == "turn":
             turn += 1
-            turns.append(Turn(0, ev.prompt_tokens))
+            turns.append(Turn(0, ev.prompt_tokens, greedy=ev.temperature == 0))
             missed, first = ev.prompt_tokens, True
         elif ev.type == "iteration":
             k = len(ev.drafted)
@@ -80,10 +87,21 @@ def rows_of(events: list, catch_up: int | None = None) -> tuple[list[IterationRo
             # committed tokens is the rest of them (1 or 2 tokens), or everything since it last drafted
             missed = len(ev.emitted) - min(ev.accepted, k - 1) if k else missed + len(ev.emitted)
             if turns:
-                turns[-1].tokens += len(ev.emitted)
+                tr = turns[-1]
+                p = len(tr.ids)
+                if k:  # greedy: accepted drafts agreed with the target, the first rejected one did not
+                    for i in range(ev.accepted):
+                        tr.agree[p + i] = True
+                    if ev.accepted < k:
+                        tr.agree[p + ev.accepted] = False
+                tr.ids.extend(ev.emitted)
+                tr.tokens += len(ev.emitted)
             if ev.routing is not None:
                 r = np.asarray(ev.routing)
-                committed.append(np.transpose(r[:, : ev.accepted + 1], (1, 0, 2)))
+                rows_r = np.transpose(r[:, : ev.accepted + 1], (1, 0, 2))
+                committed.append(rows_r)
+                if turns:
+                    turns[-1].routing.extend(rows_r)
     routing = np.concatenate(committed) if committed else None
     return rows, turns, routing
 
@@ -250,12 +268,61 @@ def fit_acceptance(rows: list[IterationRow]) -> Acceptance:
     return Acceptance(rates, len(rates))
 
 
+class Agreement:
+    """Where along a greedy turn's text the drafter agrees with the target. Under greedy decoding
+    every policy commits the same tokens, and a draft starting at position p is accepted for as
+    long as the drafter agrees at p, p + 1, ... (given the true prefix, which it has while it
+    agrees). Positions no draft reached take the agreement seen after the same two tokens
+    elsewhere (then one token, then the turn's rate)."""
+
+    def __init__(self, turn: Turn):
+        ids, known = turn.ids, turn.agree
+        by2: dict[tuple, list[bool]] = {}
+        by1: dict[tuple, list[bool]] = {}
+        for q, a in known.items():
+            by2.setdefault(tuple(ids[max(0, q - 2):q]), []).append(a)
+            by1.setdefault(tuple(ids[max(0, q - 1):q]), []).append(a)
+        rate = sum(known.values()) / len(known) if known else 0.0
+        self.prob = []
+        for q in range(len(ids)):
+            if q in known:
+                self.prob.append(1.0 if known[q] else 0.0)
+                continue
+            for table, key in ((by2, tuple(ids[max(0, q - 2):q])), (by1, tuple(ids[max(0, q - 1):q]))):
+                seen = table.get(key, [])
+                if len(seen) >= 2:
+                    self.prob.append(sum(seen) / len(seen))
+                    break
+            else:
+                self.prob.append(rate)
+        self.known = len(known)
+
+    def accept(self, p: int, k: int, rng: np.random.Generator) -> int:
+        acc = 0
+        while acc < k and p + acc < len(self.prob):
+            q = self.prob[p + acc]
+            if q < 1.0 and (q <= 0.0 or rng.random() >= q):
+                break
+            acc += 1
+        return acc
+
+
 class UniqueExperts:
     """Unique experts per layer of n consecutive committed tokens (mean over windows)."""
 
     def __init__(self, routing: np.ndarray | None):
         self.routing = routing
         self._cache: dict[int, float] = {}
+
+    @staticmethod
+    def at(turn: Turn, p: int, n: int) -> float | None:
+        """Unique experts of the batch verified at position ``p`` (n tokens from position p - 1),
+        from the committed tokens' routing; None past what the recording holds."""
+        rows = turn.routing[p:p + n]
+        if len(rows) < n or not rows:
+            return None
+        w = np.stack(rows)  # [n, layers, top_k]
+        return float(np.mean([len(np.unique(w[:, layer])) for layer in range(w.shape[1])]))
 
     def __call__(self, n: int) -> float | None:
         r = self.routing
@@ -300,10 +367,13 @@ def simulate(policy: Policy, cost: CostModel, acceptance: Acceptance, unique: Un
         done = 0
         missed = turn.prompt_tokens
         first = True
+        track = Agreement(turn) if turn.greedy and turn.agree else None
         while done < turn.tokens:
             k = max(0, min(policy.decide().k, turn.tokens - done - 1))
-            acc = acceptance.draw(k, rng)
-            u = unique(k + 1)
+            acc = track.accept(done, k, rng) if track is not None else acceptance.draw(k, rng)
+            u = UniqueExperts.at(turn, done, k + 1)
+            if u is None:
+                u = unique(k + 1)
             m = (missed if first or catch_up is None else min(missed, catch_up)) if k else 0
             dt = cost.iteration(k, u, m)
             if noise and cost.residuals.size:
