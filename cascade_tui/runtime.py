@@ -16,10 +16,7 @@ from typing import Any, Callable
 from backends import registry
 from backends.base import BackendError, Drafter, Target, check_vocab_compatible, default_threads
 from backends.model_drafter import ModelDrafter
-
-
-class UserError(Exception):
-    """Bad input from the user: one clear line, exit status 2."""
+from cascade_tui.errors import UserError  # noqa: F401  (raised here; re-exported for callers)
 
 
 @dataclass

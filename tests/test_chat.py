@@ -16,6 +16,7 @@ from cascade_tui.session import read_session
 from cascade_tui.session.chat import Conversation, TemplateError
 from cascade_tui.session.core import RecordOptions, Session
 from cascade_tui.session.host import open_session
+from test_cli import models  # noqa: F401  (the factory MoE of every arch, each with an f16 copy to draft)
 
 CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
           "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
@@ -68,24 +69,14 @@ def test_a_gguf_chat_template_reaches_the_conversation_and_turns_reuse_the_cache
     assert turns[1].reused_tokens >= turns[0].prompt_tokens  # the first turn stayed in the cache
 
 
-@pytest.fixture(scope="module")
-def arch_pairs(tmp_path_factory):
-    d = tmp_path_factory.mktemp("chat-archs")
-    out = {}
-    for arch in ARCHS:
-        kw = dict(arch=arch, n_layer=2, n_embd=64, n_head=4, n_ff=96, n_expert=8, n_expert_used=2, seed=1)
-        out[arch] = (write_model(d / f"{arch}.gguf", **kw), write_model(d / f"{arch}-f16.gguf", dtype="f16", **kw))
-    return out
-
-
 @pytest.mark.parametrize("arch", ARCHS)
-def test_chat_runs_on_the_factory_moe_of_every_architecture(arch_pairs, arch, tmp_path):
+def test_chat_runs_on_the_factory_moe_of_every_architecture(models, arch, tmp_path):
     """`cascade-tui chat --model X.gguf --draft Y.gguf`: the TUI over real llama.cpp, two turns."""
     from cascade_tui.tui.app import CascadeApp
     from cascade_tui.tui.sources import LiveSource
     from test_tui import ask, until
 
-    target, draft = arch_pairs[arch]
+    target, draft = models[arch], models[f"{arch}-f16"]
     rec = tmp_path / "a.cascade.jsonl"
     opener = partial(open_session, ModelOptions(model=str(target), draft=str(draft), threads=1, ctx=512), "static:3",
                      {}, GenerationConfig(max_tokens=16), RecordOptions(path=rec), ["chat"])

@@ -15,7 +15,7 @@ from cascade_tui.tui.widgets.replay_bar import ReplayBar, parse_seek
 from cascade_tui.tui.widgets.session_info import SessionInfo
 from test_cli import _expect_user_error, cli
 from test_tui import ask, until
-from tui_fakes import fake_events, fake_session
+from tui_fakes import fake_events, fake_session, record_events
 
 
 def snapshot(state) -> dict:
@@ -192,11 +192,8 @@ def test_parse_seek():
 
 
 def test_replay_command_input_errors(tmp_path):
-    rec = tmp_path / "r.cascade.jsonl"
     header, events = fake_events(max_tokens=10)
-    with Recorder(rec, header) as r:
-        for ev in events:
-            r.record(ev)
+    rec = record_events(tmp_path / "r.cascade.jsonl", header, events)
     _expect_user_error(cli("replay", rec, "--speed", "100"), "from 0.25 to 16")
     _expect_user_error(cli("replay", rec, "--speed", "fast"), "give a factor")
     _expect_user_error(cli("replay", rec), "replay needs a terminal")  # stdin is not a terminal here

@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 
 import backends.llamacpp  # noqa: F401  (llama.cpp before numpy)
-from cascade_tui.session import Recorder, read_session
+from cascade_tui.session import read_session
 from cascade_tui.session.report import chrome_trace, to_csv, to_markdown
 from cascade_tui.session.whatif import WhatIf
 from test_cli import _expect_user_error, cli
-from tui_fakes import fake_events, fake_session
+from tui_fakes import fake_events, fake_session, record_events
 
 PROMPT = "def fibonacci(n):"
 
@@ -290,11 +290,8 @@ def test_a_10000_iteration_recording_records_flat_and_replays_lists_shows_export
 
 
 def test_replay_imports_no_llama_cpp_and_loads_no_model(tmp_path):
-    rec = tmp_path / "r.cascade.jsonl"
     header, events = fake_events(max_tokens=40)
-    with Recorder(rec, header) as r:
-        for ev in events:
-            r.record(ev)
+    rec = record_events(tmp_path / "r.cascade.jsonl", header, events)
     code = (
         "import asyncio, sys\n"
         "from cascade_tui.cli.replay import read_recording\n"

@@ -32,7 +32,7 @@ def fake_session(progress=None, *, policy="cascade", params=None, noise=0.6, del
     if progress:
         progress("loading the fake model")
     if fail:
-        from cascade_tui.runtime import UserError
+        from cascade_tui.errors import UserError
 
         raise UserError(fail)
     clock = ScriptedClock()
@@ -62,3 +62,11 @@ def fake_events(policy="cascade", max_tokens=120, prompts=("abc", "hello"), **kw
                 context += ev.text
     s.close()
     return header, events
+
+
+def record_events(path, header, events):
+    """Write ``events`` as a recording at ``path`` (returns ``path``)."""
+    with Recorder(path, header) as rec:
+        for ev in events:
+            rec.record(ev)
+    return path

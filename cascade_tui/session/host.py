@@ -60,11 +60,16 @@ class _Sender:
 def serve(opener: Callable[..., Any], requests, replies) -> None:
     """The host loop: open the session with ``opener(progress=...)``, then serve requests until
     ``("close",)`` or the requests channel ends. Never raises: failures become replies."""
+    from cascade_tui.errors import UserError
+
     out = _Sender(replies)
     try:
         session = opener(progress=lambda text: out.send(("loading", text)))
-    except Exception as e:  # UserError (one line) or anything else: the UI shows it
-        out.send(("failed", str(e) if type(e).__name__ == "UserError" else f"{type(e).__name__}: {e}"))
+    except UserError as e:  # one line for the user
+        out.send(("failed", str(e)))
+        return
+    except Exception as e:  # anything else: still one line in the UI
+        out.send(("failed", f"{type(e).__name__}: {e}"))
         return
     try:
         header = session.header
