@@ -10,6 +10,7 @@ control channel and apply at the next iteration boundary.
 
 from __future__ import annotations
 
+import bisect
 import threading
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -309,7 +310,7 @@ class ReplaySource(Source):
         self._position()
 
     def _position(self) -> None:
-        it = sum(1 for i in self._iters if i < self.cursor) if self._iters else 0
+        it = bisect.bisect_left(self._iters, self.cursor)  # iterations among the events shown
         self.screen.post_message(Position(self.cursor, len(self.events), it, len(self._iters), self.clock,
                                           self.duration, self.playing, self.speed))
 
@@ -346,8 +347,6 @@ class ReplaySource(Source):
 
     def seek_time(self, seconds: float) -> None:
         """Show everything that happened in the first ``seconds`` of playback time."""
-        import bisect
-
         self.playing = False
         self._rebuild(bisect.bisect_right(self._play_t, seconds))
 

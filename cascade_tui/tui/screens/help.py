@@ -31,6 +31,11 @@ K = 0 iteration) is the speedup speculation gives: below 1 it loses.
 - **Log**: every phase change with the policy's reason, parameter changes, turns, errors.
 - **Policy**: switch policy and edit any parameter while it generates (Enter applies it at the next
   iteration; a refused value stays in place with the reason).
+- **Session**: the model, drafter, policy and its parameters, the machine, the recording's file.
+
+In a replay (`cascade-tui replay FILE`) the same panels play back a recording: space play/pause,
++/- speed, arrows one iteration back/forward, g seek to an iteration (120) or a time (3.5s),
+home/end.
 
 In the chat, **green** text came from accepted drafts; plain text the target produced itself.
 
