@@ -201,3 +201,42 @@ def test_replay_command_input_errors(tmp_path):
     with Recorder(head_only, header):
         pass
     _expect_user_error(cli("replay", head_only), "holds no iterations")
+
+
+def test_a_chat_recorded_on_the_demo_pair_replays_with_the_same_panels_and_numbers(tmp_path):
+    """As a user does it: `cascade-tui chat` on the demo pair (llama.cpp in a child process), two
+    turns, then `cascade-tui replay` of its recording."""
+    from cascade_tui.engine import GenerationConfig
+    from cascade_tui.runtime import ModelOptions
+    from cascade_tui.session.core import RecordOptions
+    from cascade_tui.session.host import open_session
+
+    rec = tmp_path / "demo-chat.cascade.jsonl"
+    opener = partial(open_session, ModelOptions(threads=1), "cascade", {}, GenerationConfig(max_tokens=96),
+                     RecordOptions(path=rec), ["chat"])
+
+    async def live():
+        src = LiveSource(opener)
+        src.launch()
+        app = CascadeApp(src)
+        async with app.run_test(size=(140, 40)) as pilot:
+            await until(pilot, lambda: src.ready, 60, "the demo pair")
+            await ask(pilot, app, "def fibonacci(n):")
+            await ask(pilot, app, "class Stack:")
+            shown = snapshot(app.main.state)
+        src.close()
+        return shown
+
+    async def replay():
+        f = read_session(rec)
+        src = ReplaySource(f.header, f.events, speed=None)
+        app = CascadeApp(src)
+        async with app.run_test(size=(140, 40)) as pilot:
+            await until(pilot, lambda: src.cursor == len(f.events), 20, "the end of the recording")
+            await pilot.pause(0.2)
+            return snapshot(app.main.state)
+
+    shown_live = asyncio.run(live())
+    assert shown_live["total"]["generated_tokens"] == 192 and len(shown_live["chat"]) == 2
+    assert shown_live["heat"] is not None and shown_live["points"]
+    assert asyncio.run(replay()) == shown_live
