@@ -48,7 +48,7 @@ def test_chat_in_a_real_terminal_on_the_demo_pair(tmp_path):
                      "unique experts/layer", "Experts", "Policy"):
             assert part in screen, part
         tmux("send-keys", "-t", name, "F1")  # the help screen
-        wait_screen(name, "In the chat, green text came from accepted drafts")
+        wait_screen(name, "A drafter proposes K tokens")
         tmux("send-keys", "-t", name, "Escape")
         tmux("send-keys", "-t", name, "C-q")
         t0 = time.monotonic()
