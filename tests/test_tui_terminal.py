@@ -3,6 +3,7 @@ read with capture-pane: what a user types and sees."""
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
 import subprocess
@@ -17,8 +18,13 @@ from cascade_tui.session import read_session
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux (CI installs it)")
 
 
+# the tmux server (and so the app in it) inherits this environment: pytest's plugins may have set
+# COLUMNS / LINES for their own output, which would make the app draw at 80x24 in a 120x36 window
+ENV = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+
+
 def tmux(*args: str) -> str:
-    return subprocess.run(["tmux", *args], capture_output=True, text=True, timeout=30).stdout
+    return subprocess.run(["tmux", *args], capture_output=True, text=True, timeout=30, env=ENV).stdout
 
 
 def wait_screen(name: str, needle: str, timeout: float = 90) -> str:
