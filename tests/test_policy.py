@@ -229,24 +229,25 @@ def requests(policy, sizes, cost):
     return logs
 
 
-def test_cascade_memory_carries_backoff_and_knowledge_across_requests():
+def test_cascade_memory_carries_knowledge_but_not_the_back_off_across_requests():
     cost = lambda k, i: utility_cost(ALL_BAD)(k)  # noqa: E731
     with_memory = requests(CascadePolicy(), [100] * 8, cost)
     # only the first request measures t_base; later ones resume where the last stopped
     assert with_memory[0][0][1] == "base"
     assert all(log[0][1] != "base" for log in with_memory[1:])
+    # ... but a back-off is not carried over: each request tests afresh (issue 10: one noisy test
+    # in a hard request used to keep later, easier ones from speculating at all)
+    assert all(log[0] == (1, "test") for log in with_memory[1:])
+    lengths = [n for k, n in set_phases([x for log in with_memory[1:] for x in log])]
+    assert max(lengths) <= 100
     flat = [x for log in with_memory for x in log]
-    lengths = [n for _, n in set_phases(flat)]
-    # back-off keeps doubling across request boundaries (a set phase may span requests)
-    assert max(lengths) >= 256
     zero_share = sum(1 for k, _ in flat if k == 0) / len(flat)
-
     fresh = requests(CascadePolicy(memory=False), [100] * 8, cost)
     assert all(log[0][1] == "base" for log in fresh)
     fresh_flat = [x for log in fresh for x in log]
-    fresh_zero = sum(1 for k, _ in fresh_flat if k == 0) / len(fresh_flat)
-    assert zero_share > fresh_zero
-    assert zero_share >= 0.95
+    base = lambda log: sum(1 for _, ph in log if ph == "base")  # noqa: E731
+    assert base(flat) < base(fresh_flat)  # what memory still saves: measuring t_base again
+    assert zero_share >= 0.90
 
 
 def test_cascade_memory_resumes_a_good_k_and_still_adapts():
@@ -330,3 +331,93 @@ def test_cascade_trial_reasons_compare_with_the_previous_trial():
         "U(K=2)=1.60 > U(K=1)=1.30: testing K=3", "U(K=3)=2.00 > U(K=2)=1.60: testing K=4"]
     assert seen[-1][1] == ("U(K=3)=2.00 is the best of U(1)=1.30, U(2)=1.60, U(3)=2.00, U(4)=1.50: "
                            "K=3 for 16 iterations")
+
+
+# -- regressions from the review in issue 10 -------------------------------------------------------
+def noisy_turns(policy, turns, sigma=0.3, seed=0, accept_rate=1.0):
+    """Run ``policy`` over requests ``[(u_of_k, iterations), ...]`` (reset between them) with
+    log-normal timing noise and partial acceptance; return the K of every iteration per turn."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for u_of_k, n in turns:
+        policy.reset()
+        ks = []
+        for _ in range(n):
+            d = policy.decide()
+            acc = int(sum(rng.random() < accept_rate for _ in range(d.k)))
+            # time that makes U(K) == u_of_k[K] at full acceptance, times noise
+            t = utility_cost(u_of_k)(d.k) * float(np.exp(sigma * rng.standard_normal()))
+            policy.observe(Observation(k=d.k, drafted=d.k, accepted=acc, draft_s=0.0, verify_s=t, iter_s=t))
+            ks.append(d.k)
+        out.append(ks)
+    return out
+
+
+EASY = {1: 1.15, 2: 1.25, 3: 1.3, 4: 1.2, 5: 1.1, 6: 1.0, 7: 0.9, 8: 0.8}
+
+
+def test_memory_does_not_carry_a_back_off_into_the_next_request():
+    """Hard turns (speculation loses) then easy ones (U(1) = 1.15, which a noisy 4-iteration trial
+    reads below 1 about one time in five): the easy turns must get to speculate. The back-off the
+    hard turns built up (32, 64, 128, ... iterations) used to carry over and swallow them whole."""
+    silent = 0
+    for seed in range(40):
+        ks = noisy_turns(CascadePolicy(), [(ALL_BAD, 128)] * 4 + [(EASY, 128)] * 3, seed=seed)
+        if all(k == 0 for turn in ks[4:] for k in turn):
+            silent += 1
+    assert silent == 0, f"{silent} of 40 chats never speculated in their easy turns"
+
+
+def test_after_reversing_the_climb_stops_at_the_confirmed_maximum():
+    """U = {1: 1.2, 2: 1.5, 3: 2.0, 4: 1.0} from K = 3: 4 is worse, reverse to 2, which is worse
+    than 3 too: K = 3 is a confirmed maximum, so stop ([3, 4, 2]), not go on to 1."""
+    u = {1: 1.2, 2: 1.5, 3: 2.0, 4: 1.0, 5: 0.8, 6: 0.7, 7: 0.6, 8: 0.5}
+    log = simulate(CascadePolicy(k_start=3), 60, lambda k, i: utility_cost(u)(k))
+    first = [k for k, _ in itertools.groupby(k for k, ph in log if ph == "test")]
+    first = first[: first.index(3, 1)] if 3 in first[1:] else first  # the first test phase
+    assert first == [3, 4, 2]
+    assert set_phases(log)[0][0] == 3
+
+
+def test_remembered_utility_expires():
+    """After acceptance drops, utilities measured long ago at long K must stop deciding where
+    tests start: once they are older than ``forget_after`` iterations, tests start short again."""
+    high = {k: 1.0 + 0.2 * k for k in range(1, 9)}  # the longer the better, at first
+    p = CascadePolicy(forget_after=200)
+    shift = 300
+    log = simulate(p, 1500, lambda k, i: utility_cost(high if i < shift else PEAK1)(k))
+    starts = []
+    prev = None
+    for i, (k, ph) in enumerate(log):
+        if ph == "test" and prev != "test":
+            starts.append((i, k))
+        prev = ph
+    late = [k for i, k in starts if i > shift + 200 + 100]
+    assert late and max(late) <= 2, starts
+
+
+def test_a_clamped_iteration_is_not_credited_to_the_trial():
+    """The engine clamps K at the end of the token budget or the context: such an iteration ran
+    a shorter draft and says nothing about the trial K's utility."""
+    p = CascadePolicy(k_start=3, test_iters=4)
+    simulate(p, 3, lambda k, i: 1.0)  # base phase, t_base = 1
+    assert p.decide().k == 3
+    ok = Observation(k=3, drafted=3, accepted=3, draft_s=0, verify_s=2.0, iter_s=2.0)  # U(3) = 4 / 2 = 2
+    clamped = Observation(k=1, drafted=1, accepted=0, draft_s=0, verify_s=10.0, iter_s=10.0)
+    for obs in (ok, ok, clamped, clamped, ok, ok, ok):  # (the first is the warm-up after K = 0)
+        p.observe(obs)
+    assert p.measured_utilities()[3] == pytest.approx(2.0)
+
+
+def test_lowering_k_max_mid_trial_moves_the_trial_and_credits_nothing_to_the_old_k():
+    p = CascadePolicy(k_start=5)
+    simulate(p, 3, lambda k, i: 1.0)
+    assert p.decide().k == 5 and p.decide().phase == "test"
+    p.set("k_start", 1)
+    p.set("k_max", 2)
+    assert p.decide().k == 2
+    log = simulate(p, 40, lambda k, i: utility_cost(PEAK3)(k))
+    assert max(k for k, _ in log) <= 2
+    assert 5 not in p.measured_utilities()

@@ -97,16 +97,18 @@ def test_engine_samples_the_target_distribution(policy, drafter):
     dec = SpeculativeDecoder(target, d, make_policy(policy, {"base_iters": 1, "test_iters": 1} if policy == "cascade" else None))
     counts = np.zeros(vocab * vocab, dtype=np.int64)
     drafted_any = 0
+    # cascade spends its first iteration at K = 0 (t_base): a third token lets its second draft
+    max_tokens = 3 if policy == "cascade" else 2
     for seed in range(n):
         out = []
-        for ev in dec.generate(prompt, GenerationConfig(max_tokens=2, temperature=temperature, seed=seed)):
+        for ev in dec.generate(prompt, GenerationConfig(max_tokens=max_tokens, temperature=temperature, seed=seed)):
             if isinstance(ev, IterationEvent):
                 out.extend(ev.emitted)
                 drafted_any += bool(ev.drafted)
         counts[out[0] * vocab + out[1]] += 1
     exact = _exact_two_token_distribution(FakeModel(vocab=vocab, seed=11, sharpness=1.2), prompt, temperature)
     assert chi2_p(counts, exact) > 1e-3
-    if policy != "off" and policy != "cascade":
+    if policy != "off":
         assert drafted_any > n // 2  # speculation really happened
 
 
@@ -118,3 +120,58 @@ def test_sampling_is_reproducible_with_a_seed():
 
     assert sample(5) == sample(5)
     assert any(sample(5) != sample(s) for s in range(6, 9))
+
+
+def _exact_three_token_distribution(model: FakeModel, prompt, temperature):
+    v = model.vocab
+    probs = np.zeros((v, v, v))
+    p1 = softmax(model.logits_after(prompt), temperature)
+    for a in range(v):
+        p2 = softmax(model.logits_after(list(prompt) + [a]), temperature)
+        for b in range(v):
+            p3 = softmax(model.logits_after(list(prompt) + [a, b]), temperature)
+            probs[a, b] = p1[a] * p2[b] * p3
+    return probs.ravel()
+
+
+def _three_tokens(policy: str, n: int, drafter: str = "model"):
+    """Counts of the first three generated tokens; the first iteration drafts two tokens (K = 3
+    clamped by the budget), so draft positions 1 and 2 are both verified by sampling."""
+    vocab, temperature = 4, 1.0
+    prompt = [1, 2, 1, 2, 1]
+    target = FakeModel(vocab=vocab, seed=13, sharpness=1.2)
+    d = (ModelDrafter(FakeModel(vocab=vocab, seed=13, noise=1.5, sharpness=1.2))
+         if drafter == "model" else NgramDrafter())
+    dec = SpeculativeDecoder(target, d, make_policy(policy))
+    counts = np.zeros(vocab ** 3, dtype=np.int64)
+    second_position = 0
+    for seed in range(n):
+        out = []
+        for ev in dec.generate(prompt, GenerationConfig(max_tokens=3, temperature=temperature, seed=seed)):
+            if isinstance(ev, IterationEvent):
+                out.extend(ev.emitted)
+                second_position += len(ev.drafted) >= 2 and ev.accepted >= 1  # position 2 was verified
+        counts[(out[0] * vocab + out[1]) * vocab + out[2]] += 1
+    exact = _exact_three_token_distribution(FakeModel(vocab=vocab, seed=13, sharpness=1.2), prompt, temperature)
+    return counts, exact, second_position
+
+
+def test_the_second_draft_position_samples_the_target_distribution():
+    counts, exact, second = _three_tokens("static:3", 6000)
+    assert second > 1000  # the second draft position was reached often
+    assert chi2_p(counts, exact) > 1e-3
+
+
+def test_using_the_first_positions_draft_probabilities_everywhere_is_caught(monkeypatch):
+    """Negative control (issue 10): a mutation that verifies every draft position against the
+    drafter's distribution at position 0 must fail the three-token test."""
+    import cascade_tui.engine.decoder as decoder
+
+    def first_position_everywhere(logits, drafted, draft_probs, temperature, rng):
+        wrong = None if draft_probs is None else np.repeat(draft_probs[:1], len(draft_probs), axis=0)
+        return verify_sampling(logits, drafted, wrong, temperature, rng)
+
+    monkeypatch.setattr(decoder, "verify_sampling", first_position_everywhere)
+    counts, exact, second = _three_tokens("static:3", 6000)
+    assert second > 1000
+    assert chi2_p(counts, exact) < 1e-6

@@ -15,8 +15,9 @@ A request moves through three phases:
 * ``test``: up to ``max_trials`` trials of ``test_iters`` iterations each. The first trial uses the
   best non-zero K seen in this request (``k_start`` at first). If K = 1 already gives U below
   ``min_utility`` the test ends at K = 0. Otherwise hill-climb: keep moving in the direction that
-  raised U, reverse once if the first move lowered it, stop when consecutive U are within
-  ``tolerance``, past a local maximum, at K = 0 or at ``k_max``. The best trial wins; if its U is
+  raised U, reverse once if the first move lowered it (the step after the reversal is compared
+  with the first trial), stop when consecutive U are within ``tolerance``, past a local maximum,
+  at K = 0 or at ``k_max``. The best trial wins; if its U is
   below ``min_utility`` the winner is K = 0.
 * ``set``: ``set_iters`` iterations at the winner. Each consecutive landing on K = 0 multiplies the
   set phase by ``backoff`` (exponential back-off, capped at ``set_max``); a non-zero winner resets it.
@@ -25,10 +26,16 @@ The first iteration after a K = 0 stretch also pays for the drafter catching up 
 skipped; it runs but is not counted in a trial, so a one-off cost does not read as a slow K.
 
 With ``memory`` on (the default), a new request on the same policy object (the next prompt of a
-chat or a benchmark) keeps what the last one learned: t_base, the utility measured per K and the
-back-off, and resumes the interrupted set phase instead of re-measuring and re-testing from
-scratch. Short requests would otherwise spend a large share of their iterations testing K values
-already known to lose. ``memory=false`` restarts every request afresh, as the paper describes.
+chat or a benchmark) keeps what the last one learned: t_base and the utility measured per K (each
+counts for ``forget_after`` iterations), and resumes an interrupted set phase at K > 0 instead of
+re-measuring and re-testing from scratch. A back-off is not carried over: the new request tests
+at once and its back-off starts again at ``set_iters`` (a hard request says little about the next
+one, and one noisy test would otherwise keep a chat from speculating for hundreds of
+iterations). ``memory=false`` restarts every request afresh, as the paper describes.
+
+Iterations the engine clamped to a shorter K (end of the token budget, the context) count as time
+passing, not as measurements of the decided K; lowering ``k_max`` below the running K moves the
+trial or set phase to the new maximum.
 """
 
 from __future__ import annotations
@@ -55,7 +62,9 @@ class CascadePolicy(Policy):
         Param("k_start", int, 1, 1, MAX_K, "first K tried in a request"),
         Param("k_max", int, 8, 1, MAX_K, "largest K tried"),
         Param("min_utility", float, 1.0, 0.0, 100.0, "speculate only where the best U reaches this"),
-        Param("memory", bool, True, None, None, "carry t_base, measured U and back-off over to the next request"),
+        Param("memory", bool, True, None, None, "carry t_base and measured U over to the next request"),
+        Param("forget_after", int, 512, 1, 1_000_000,
+              "iterations after which a measured U no longer decides where a test starts"),
     )
 
     def __init__(self, **overrides):
@@ -71,6 +80,12 @@ class CascadePolicy(Policy):
     def _on_param_change(self, key: str) -> None:
         if key == "base_window":
             self._base = deque(self._base, maxlen=self.get("base_window"))
+        if key == "k_max" and self._k > self.get("k_max"):
+            # the running trial or set phase is for a K no longer allowed: carry on at the new
+            # maximum, measured afresh (nothing of it is credited to the old K)
+            self._k = self.get("k_max")
+            self._window = []
+            self._reason = f"k_max lowered to {self._k}: K={self._k}"
 
     # -- state -------------------------------------------------------------------------------
     def reset(self) -> None:
@@ -80,7 +95,12 @@ class CascadePolicy(Policy):
             return
         self._window = []
         self._warmup = self._k > 0  # the drafter starts the request cold: don't count that step
-        if self._phase != "set" or self._left <= 0:
+        # a back-off (a K = 0 set phase, doubled per landing) is not carried into a new request:
+        # the last request's hard text says little about this one's, and one noisy test would
+        # otherwise keep a chat from speculating for hundreds of iterations. It tests afresh
+        # (with t_base and the U per K it knows) and the back-off starts again at set_iters.
+        self._zero_landings = 0
+        if self._phase != "set" or self._left <= 0 or self._k == 0:
             self._after_set()
         else:
             self._reason = f"new request: resuming the set phase at K={self._k} ({self._left} iterations left)"
@@ -88,7 +108,8 @@ class CascadePolicy(Policy):
     def _forget(self) -> None:
         self._base: deque[float] = deque(maxlen=self.get("base_window"))
         self._since_base = 0  # iterations since the last K=0 sample
-        self._seen: dict[int, float] = {}  # latest measured U per non-zero K, this request
+        self._seen: dict[int, tuple[float, int]] = {}  # K -> (latest measured U, iteration it was measured)
+        self._n = 0  # iterations observed
         self._zero_landings = 0
         self._phase = "base"
         self._k = 0
@@ -118,12 +139,17 @@ class CascadePolicy(Policy):
         if self._k == 0:
             return 1.0 if self._tb() is not None else None
         u = self._u(self._window)
-        if u is None and self._phase == "set":
-            u = self._seen.get(self._k)
+        if u is None and self._phase == "set" and self._k in self._seen:
+            u = self._seen[self._k][0]
         return u
 
     def measured_utilities(self) -> dict[int, float]:
-        return dict(self._seen)
+        """The U measured per K that still counts (not older than ``forget_after``)."""
+        horizon = self._n - self.get("forget_after")
+        return {k: u for k, (u, at) in self._seen.items() if at >= horizon}
+
+    def _measured(self, k: int, u: float) -> None:
+        self._seen[k] = (u, self._n)
 
     def t_base(self) -> float | None:
         return self._tb()
@@ -141,20 +167,25 @@ class CascadePolicy(Policy):
         }
 
     def _best_k(self) -> int:
-        if not self._seen:
+        fresh = {k: u for k, u in self.measured_utilities().items() if k <= self.get("k_max")}
+        if not fresh:
             return self.get("k_start")
-        return max(self._seen, key=lambda k: (self._seen[k], -k))
+        return max(fresh, key=lambda k: (fresh[k], -k))
 
     # -- decisions ---------------------------------------------------------------------------
     def decide(self) -> Decision:
         return Decision(min(self._k, self.get("k_max")), self._phase, self._reason)
 
     def observe(self, obs: Observation) -> None:
+        self._n += 1
         if obs.k == 0:
             self._base.append(obs.iter_s)
             self._since_base = 0
         else:
             self._since_base += 1
+        # the engine ran a shorter draft than decided (end of the token budget, the context):
+        # the iteration passes, but says nothing about the decided K
+        clamped = obs.k != self.decide().k
 
         if self._phase == "base":
             self._left -= 1
@@ -164,20 +195,22 @@ class CascadePolicy(Policy):
             if self._warmup:
                 self._warmup = False
                 return
+            if clamped:
+                return
             self._window.append(obs)
             if len(self._window) >= self.get("test_iters"):
                 self._end_trial()
         else:  # set
             if self._warmup:
                 self._warmup = False
-            else:
+            elif not clamped:
                 self._window.append(obs)
             self._left -= 1
             if self._left <= 0:
                 if self._k > 0:
                     u = self._u(self._window)
                     if u is not None:
-                        self._seen[self._k] = u
+                        self._measured(self._k, u)
                 self._after_set()
 
     def _after_set(self) -> None:
@@ -211,7 +244,7 @@ class CascadePolicy(Policy):
             self._reason = f"no t_base yet: {self._left} iterations at K=0"
             return
         self._trials.append((self._k, u))
-        self._seen[self._k] = u
+        self._measured(self._k, u)
         nxt = self._next_candidate()
         if nxt is None:
             self._choose()
@@ -234,7 +267,9 @@ class CascadePolicy(Policy):
                 self._dir = 1
             cand = k + self._dir
         else:
-            pk, pu = trials[-2]
+            # compare with the trial this one stepped from: after the reversal that is the first
+            # trial (K0), not the one that went the other way (K0 + 1)
+            pk, pu = trials[0] if self._reversed and len(trials) == 3 else trials[-2]
             if abs(u - pu) <= self.get("tolerance") * max(abs(pu), abs(u)):
                 return None  # flat: more trials would not pay
             if u > pu:
