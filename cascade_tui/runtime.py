@@ -26,7 +26,7 @@ class ModelOptions:
     backend: str = "auto"
     ctx: int = 2048
     threads: int | None = None
-    n_gpu_layers: int = 0
+    n_gpu_layers: int | None = None  # None: every layer when the build can offload, else 0
     routing: bool = True
     seed: int = 0
     # a model drafter idle through a long K=0 stretch re-reads at most this many recent tokens when
@@ -76,7 +76,7 @@ def load_models(
         raise UserError(f"--ctx must be at least 16 (got {opts.ctx})")
     if opts.threads is not None and opts.threads < 1:
         raise UserError(f"--threads must be at least 1 (got {opts.threads})")
-    if opts.n_gpu_layers < -1:
+    if opts.n_gpu_layers is not None and opts.n_gpu_layers < -1:
         raise UserError(f"--n-gpu-layers must be -1 (all), 0 or more (got {opts.n_gpu_layers})")
     using_demo = opts.model is None
     if using_demo:

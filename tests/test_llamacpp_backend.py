@@ -434,3 +434,20 @@ def test_llama_log_never_reaches_the_terminal(models, tmp_path, no_native):
     assert res["log_mode"] == ("fd2" if no_native else "native")
     assert res["shape"][0] == 2 and res["numpy_first"] == no_native
     assert "llama_model_loader" in (tmp_path / "llama.log").read_text()
+
+
+def test_gpu_offload_by_default_only_where_the_build_supports_it(tmp_path):
+    from backends.llamacpp import lib
+    from backends.llamacpp.target import resolve_gpu_layers
+    from cascade_tui.factory import write_model
+
+    assert resolve_gpu_layers(None, True) == -1  # a CUDA/Metal build: every layer, as llama-server
+    assert resolve_gpu_layers(None, False) == 0
+    assert resolve_gpu_layers(8, True) == 8 and resolve_gpu_layers(0, True) == 0  # an explicit N wins
+    t = L.load_target(write_model(tmp_path / "m.gguf", n_expert=4, n_expert_used=2), n_ctx=64, n_threads=1)
+    try:
+        supported = bool(lib.llc.llama_supports_gpu_offload())
+        assert t.info.extra["n_gpu_layers"] == (-1 if supported else 0)
+        assert t.info.extra["gpu_offload_supported"] is supported
+    finally:
+        t.close()

@@ -276,12 +276,20 @@ class LlamaTarget:
             self._n_past = n_keep
 
 
+def resolve_gpu_layers(requested: int | None, offload_supported: bool) -> int:
+    """Layers to offload: what was asked for, else every layer (-1) on a build that can offload
+    (as llama-server does) and 0 on a CPU-only build."""
+    if requested is None:
+        return -1 if offload_supported else 0
+    return int(requested)
+
+
 def load_target(
     path: str | os.PathLike,
     *,
     n_ctx: int = 2048,
     n_threads: int | None = None,
-    n_gpu_layers: int = 0,
+    n_gpu_layers: int | None = None,
     routing: bool | str = True,
     seed: int = 0,
     kv_f32: bool = False,
@@ -297,7 +305,8 @@ def load_target(
     callback at all). ``seed`` is recorded only: llama.cpp contexts hold no RNG (sampling happens
     in the engine). ``kv_f32`` stores the KV cache in F32 (exactness tests), ``n_batch`` is the
     most tokens one llama_decode gets (eval splits longer inputs), ``n_gpu_layers=-1`` offloads
-    every layer. ``capture_probs`` also records the router probabilities of each eval in
+    every layer, ``None`` every layer when the build supports GPU offload and none otherwise.
+    ``capture_probs`` also records the router probabilities of each eval in
     ``target.last_router_probs`` (tests; costs a copy per MoE layer).
     """
     llc = _lib.ensure_backend(log_path)
@@ -310,7 +319,7 @@ def load_target(
     n_threads = default_threads() if n_threads is None else int(n_threads)
     if n_threads < 1:
         raise BackendError(f"thread count must be at least 1, not {n_threads}")
-    n_gpu_layers = int(n_gpu_layers or 0)
+    n_gpu_layers = resolve_gpu_layers(n_gpu_layers, bool(llc.llama_supports_gpu_offload()))
     if n_gpu_layers != 0 and not llc.llama_supports_gpu_offload():
         raise BackendError(
             f"--n-gpu-layers {n_gpu_layers} needs GPU offload, but this llama-cpp-python build is "

@@ -37,7 +37,9 @@ class ModelArgs:
     ctx: Annotated[int, typer.Option("--ctx", help="Context size in tokens.")] = 2048
     threads: Annotated[Optional[int], typer.Option(
         "--threads", help="CPU threads (default: half the cores, at most 8).")] = None
-    n_gpu_layers: Annotated[int, typer.Option("--n-gpu-layers", help="Layers to offload to the GPU (-1 = all).")] = 0
+    n_gpu_layers: Annotated[Optional[int], typer.Option(
+        "--n-gpu-layers", help="Layers to offload to the GPU (-1 = all). Default: all when llama.cpp was built "
+                               "with GPU offload, else 0.")] = None
     routing: Annotated[bool, typer.Option("--routing/--no-routing", help="Capture expert routing per token.")] = True
     seed: Annotated[int, typer.Option("--seed", help="Sampling seed.")] = 0
 
