@@ -28,10 +28,10 @@ skipped; it runs but is not counted in a trial, so a one-off cost does not read 
 With ``memory`` on (the default), a new request on the same policy object (the next prompt of a
 chat or a benchmark) keeps what the last one learned: t_base and the utility measured per K (each
 counts for ``forget_after`` iterations), and resumes an interrupted set phase at K > 0 instead of
-re-measuring and re-testing from scratch. A back-off is not carried over: the new request tests
-at once and its back-off starts again at ``set_iters`` (a hard request says little about the next
-one, and one noisy test would otherwise keep a chat from speculating for hundreds of
-iterations). ``memory=false`` restarts every request afresh, as the paper describes.
+re-measuring and re-testing from scratch. A back-off is carried over for at most ``set_iters``
+iterations and its doubling starts again (a hard request says little about the next one, and one
+noisy test would otherwise keep a chat from speculating for hundreds of iterations).
+``memory=false`` restarts every request afresh, as the paper describes.
 
 Iterations the engine clamped to a shorter K (end of the token budget, the context) count as time
 passing, not as measurements of the decided K; lowering ``k_max`` below the running K moves the
@@ -95,13 +95,16 @@ class CascadePolicy(Policy):
             return
         self._window = []
         self._warmup = self._k > 0  # the drafter starts the request cold: don't count that step
-        # a back-off (a K = 0 set phase, doubled per landing) is not carried into a new request:
-        # the last request's hard text says little about this one's, and one noisy test would
-        # otherwise keep a chat from speculating for hundreds of iterations. It tests afresh
-        # (with t_base and the U per K it knows) and the back-off starts again at set_iters.
+        # a back-off (a K = 0 set phase, doubled per landing) is carried into a new request for at
+        # most set_iters iterations, and the doubling starts over: the last request's hard text
+        # says little about this one's, and one noisy test would otherwise keep a chat from
+        # speculating for hundreds of iterations
         self._zero_landings = 0
-        if self._phase != "set" or self._left <= 0 or self._k == 0:
+        if self._phase != "set" or self._left <= 0:
             self._after_set()
+        elif self._k == 0:
+            self._left = min(self._left, self.get("set_iters"))
+            self._reason = f"new request: speculation stays off for {self._left} more iterations, then a test"
         else:
             self._reason = f"new request: resuming the set phase at K={self._k} ({self._left} iterations left)"
 
