@@ -32,6 +32,17 @@ def snapshot(state) -> dict:
     }
 
 
+async def replay_to_end(rec) -> dict:
+    """Replay the recording at ``rec`` as fast as possible; what the panels then draw from."""
+    f = read_session(rec)
+    src = ReplaySource(f.header, f.events, speed=None)
+    app = CascadeApp(src)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await until(pilot, lambda: src.cursor == len(f.events), 20, "the end of the recording")
+        await pilot.pause(0.2)
+        return snapshot(app.main.state)
+
+
 def test_a_recorded_chat_replays_with_the_same_panels_and_numbers(tmp_path):
     rec = tmp_path / "chat.cascade.jsonl"
 
@@ -52,17 +63,9 @@ def test_a_recorded_chat_replays_with_the_same_panels_and_numbers(tmp_path):
         src.close()
         return shown
 
-    async def replay():
-        f = read_session(rec)
-        src = ReplaySource(f.header, f.events, speed=None)
-        app = CascadeApp(src)
-        async with app.run_test(size=(140, 40)) as pilot:
-            await until(pilot, lambda: src.cursor == len(f.events), 20, "the end of the recording")
-            await pilot.pause(0.2)
-            return snapshot(app.main.state)
 
     shown_live = asyncio.run(live())
-    shown_replay = asyncio.run(replay())
+    shown_replay = asyncio.run(replay_to_end(rec))
     assert shown_live["total"]["generated_tokens"] == 120 and any("k_max = 3" in t for _, _, t in shown_live["log"])
     assert shown_replay == shown_live
 
@@ -227,16 +230,8 @@ def test_a_chat_recorded_on_the_demo_pair_replays_with_the_same_panels_and_numbe
         src.close()
         return shown
 
-    async def replay():
-        f = read_session(rec)
-        src = ReplaySource(f.header, f.events, speed=None)
-        app = CascadeApp(src)
-        async with app.run_test(size=(140, 40)) as pilot:
-            await until(pilot, lambda: src.cursor == len(f.events), 20, "the end of the recording")
-            await pilot.pause(0.2)
-            return snapshot(app.main.state)
 
     shown_live = asyncio.run(live())
     assert shown_live["total"]["generated_tokens"] == 192 and len(shown_live["chat"]) == 2
     assert shown_live["heat"] is not None and shown_live["points"]
-    assert asyncio.run(replay()) == shown_live
+    assert asyncio.run(replay_to_end(rec)) == shown_live
