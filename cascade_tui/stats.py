@@ -11,6 +11,11 @@ if TYPE_CHECKING:  # numpy-free at run time: the CLI imports this before llama.c
     from cascade_tui.engine.events import Event
 
 
+def fmt(x: float | None, spec: str, none: str = "-") -> str:
+    """``format(x, spec)``, or ``none`` for a missing number (tables, panels, reports)."""
+    return none if x is None else format(x, spec)
+
+
 MIN_K0 = 3  # K = 0 iterations needed before their mean time is a baseline worth quoting
 
 

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from cascade_tui.bench.runner import BenchError, BenchReport
+from cascade_tui.stats import fmt as _fmt
 
 
 def check_writable(path: str | Path, what: str) -> Path:
@@ -31,8 +32,6 @@ def write_json(report: BenchReport, path: str | Path) -> Path:
     return p
 
 
-def _fmt(x: float | None, spec: str, none: str = "-") -> str:
-    return none if x is None else format(x, spec)
 
 
 def render_table(report: BenchReport):

@@ -10,13 +10,12 @@ import typer
 from cascade_tui.cli.app import app
 from cascade_tui.cli.options import SetOpt, fail
 from cascade_tui.cli.replay import read_recording
+from cascade_tui.stats import fmt as _fmt  # light: numpy-free at import
 
 sessions_app = typer.Typer(help="Recorded sessions: list, show, export, what-if.", no_args_is_help=True)
 app.add_typer(sessions_app, name="sessions")
 
 
-def _fmt(x, spec: str, none: str = "-") -> str:
-    return none if x is None else format(x, spec)
 
 
 def _console():

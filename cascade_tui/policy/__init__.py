@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from cascade_tui.policy.base import Decision, Observation, Param, Policy, PolicyError
+from cascade_tui.policy.base import Decision, Observation, Param, Policy, PolicyError, shown_phase
 from cascade_tui.policy.cascade import CascadePolicy
 from cascade_tui.policy.heuristic import HeuristicPolicy
 from cascade_tui.policy.static import OffPolicy, StaticPolicy
@@ -33,6 +33,7 @@ __all__ = [
     "StaticPolicy",
     "make_policy",
     "parse_assignments",
+    "shown_phase",
 ]
 
 

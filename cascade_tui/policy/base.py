@@ -107,6 +107,13 @@ class Decision:
 PHASES = ("off", "static", "base", "test", "set", "adaptive")
 
 
+def shown_phase(phase: str, k: int) -> str:
+    """The phase a user should see: a set (or static) phase at K = 0 is speculation switched off."""
+    if phase in ("set", "static") and k == 0:
+        return "off"
+    return phase or "off"
+
+
 class Policy(ABC):
     """Base class: parameter storage and validated live updates."""
 

@@ -87,6 +87,8 @@ def _check_path(path: Path) -> None:
 
 
 def _parse_header(path: Path, raw: bytes) -> dict[str, Any]:
+    if not raw.strip():
+        raise SessionFormatError(f"{path} is empty, not a session recording")
     if b"\x00" in raw:
         raise SessionFormatError(f"{path} is a binary file, not a session recording")
     try:
@@ -132,10 +134,7 @@ class _Reader:
         except OSError as e:
             raise SessionFormatError(f"{self.path}: {e.strerror or e}") from None
         with f:
-            first = f.readline()
-            if not first.strip():
-                raise SessionFormatError(f"{self.path} is empty, not a session recording")
-            self.header = _parse_header(self.path, first)
+            self.header = _parse_header(self.path, f.readline())
             n = 1
             pending: tuple[int, bytes] | None = None
             for raw in f:
@@ -186,8 +185,6 @@ def read_header(path: str | os.PathLike) -> dict[str, Any]:
             first = f.readline()
     except OSError as e:
         raise SessionFormatError(f"{p}: {e.strerror or e}") from None
-    if not first.strip():
-        raise SessionFormatError(f"{p} is empty, not a session recording")
     return _parse_header(p, first)
 
 

@@ -14,7 +14,9 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Iterable
 
+from cascade_tui.policy import shown_phase
 from cascade_tui.stats import RunStats, run_summary, stats_by_turn, total_stats
+from cascade_tui.stats import fmt as _fmt
 
 EXPORT_FORMATS = ("chrome-trace", "csv", "markdown")
 SUFFIXES = {"chrome-trace": ".trace.json", "csv": ".csv", "markdown": ".md"}
@@ -32,9 +34,7 @@ def show(header: dict, events: list, path: str) -> dict:
 
 def list_row(path: Path, header: dict, events: Iterable) -> dict:
     """One line of ``sessions list``: when, what, and how it went."""
-    st = RunStats()
-    for ev in events:
-        st.add(ev)
+    st = total_stats(events)
     model = header.get("model") or {}
     draft = header.get("draft") or {}
     return {
@@ -142,10 +142,6 @@ def to_csv(events: list) -> str:
     return buf.getvalue()
 
 
-def _fmt(x, spec: str = ".2f", none: str = "-") -> str:
-    return none if x is None else format(x, spec)
-
-
 def to_markdown(header: dict, events: list, path: str) -> str:
     rep = show(header, events, path)
     tot = rep["total"]
@@ -168,26 +164,26 @@ def to_markdown(header: dict, events: list, path: str) -> str:
         "| | turns | tokens | tok/s | est. speedup vs no speculation | acceptance | mean K | iterations | stop |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---|",
         f"| total | {len(rep['turns'])} | {tot['generated_tokens']} | {tot['tokens_per_s']:.1f} | "
-        f"{_fmt(tot['estimated_speedup'])}x | {_fmt(tot['acceptance_rate'], '.0%')} | {tot['mean_k']:.2f} | "
+        f"{_fmt(tot['estimated_speedup'], '.2f')}x | {_fmt(tot['acceptance_rate'], '.0%')} | {tot['mean_k']:.2f} | "
         f"{tot['iterations']} | {tot['stop_reason']} |",
     ]
     for i, t in enumerate(rep["turns"], 1):
         lines.append(f"| turn {i} | | {t['generated_tokens']} | {t['tokens_per_s']:.1f} | "
-                     f"{_fmt(t['estimated_speedup'])}x | {_fmt(t['acceptance_rate'], '.0%')} | {t['mean_k']:.2f} | "
+                     f"{_fmt(t['estimated_speedup'], '.2f')}x | {_fmt(t['acceptance_rate'], '.0%')} | {t['mean_k']:.2f} | "
                      f"{t['iterations']} | {t['stop_reason']} |")
     lines += ["", "## Phases", "", "| phase | iterations | share | mean K | acceptance | tok/s | mean utility |",
               "|---|---:|---:|---:|---:|---:|---:|"]
     by: dict[str, RunStats] = defaultdict(RunStats)
     n = 0
     for _, ev in _iterations(events):
-        st = by["off" if ev.phase in ("set", "static") and ev.k == 0 else ev.phase or "-"]
+        st = by[shown_phase(ev.phase, ev.k)]
         st.add(ev)
         st.generated_tokens += len(ev.emitted)
         n += 1
     for phase, st in sorted(by.items(), key=lambda kv: -kv[1].iterations):
         mu = st.utility_sum / st.utility_n if st.utility_n else None
         lines.append(f"| {phase} | {st.iterations} | {st.iterations / n:.0%} | {st.mean_k:.2f} | "
-                     f"{_fmt(st.acceptance_rate, '.0%')} | {st.tokens_per_s:.1f} | {_fmt(mu)} |")
+                     f"{_fmt(st.acceptance_rate, '.0%')} | {st.tokens_per_s:.1f} | {_fmt(mu, '.2f')} |")
     transitions = [ev for ev in events if ev.type == "phase"]
     if transitions:
         lines += ["", "## Transitions", ""]

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from cascade_tui.engine.decoder import unique_experts
 from cascade_tui.policy import Observation, Policy, make_policy
 
 WARMUP = 3  # first iterations of each turn (cold caches) left out of the fit
@@ -321,8 +322,7 @@ class UniqueExperts:
         rows = turn.routing[p:p + n]
         if len(rows) < n or not rows:
             return None
-        w = np.stack(rows)  # [n, layers, top_k]
-        return float(np.mean([len(np.unique(w[:, layer])) for layer in range(w.shape[1])]))
+        return unique_experts(np.transpose(np.stack(rows), (1, 0, 2)))  # [layers, n, top_k]
 
     def __call__(self, n: int) -> float | None:
         r = self.routing
@@ -333,8 +333,7 @@ class UniqueExperts:
             step = max(1, (len(r) - n_eff) // 400)  # at most ~400 windows
             vals = []
             for s in range(0, len(r) - n_eff + 1, step):
-                w = r[s:s + n_eff]  # [n, layers, top_k]
-                vals.append(np.mean([len(np.unique(w[:, layer])) for layer in range(w.shape[1])]))
+                vals.append(unique_experts(np.transpose(r[s:s + n_eff], (1, 0, 2))))
             self._cache[n] = float(np.mean(vals))
         return self._cache[n]
 

@@ -140,6 +140,8 @@ class ViewState:
     def apply(self, ev) -> None:
         self.version += 1
         self.total.add(ev)
+        if ev.type == "turn":
+            self.turn_stats = RunStats()
         if self.turn_stats is not None:
             self.turn_stats.add(ev)
         handler = getattr(self, f"_on_{ev.type}", None)
@@ -152,8 +154,6 @@ class ViewState:
 
     def _on_turn(self, ev) -> None:
         self.running = True
-        self.turn_stats = RunStats()
-        self.turn_stats.add(ev)
         self.policy, self.params = ev.policy, dict(ev.params)
         self.chat.append(ChatTurn(ev.message))
         reused = f", {ev.reused_tokens} reused from the cache" if ev.reused_tokens else ""

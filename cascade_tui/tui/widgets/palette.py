@@ -18,13 +18,6 @@ BAD = "#d75f5f"
 GOOD = "#5faf5f"
 
 
-def display_phase(phase: str, k: int) -> str:
-    """The phase a user should see: a set phase at K = 0 is speculation switched off."""
-    if phase in ("set", "static") and k == 0:
-        return "off"
-    return phase or "off"
-
-
 def utility_colour(u: float | None) -> str:
     if u is None:
         return "#8a8a8a"

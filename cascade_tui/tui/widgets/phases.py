@@ -8,7 +8,8 @@ from textual.strip import Strip
 from textual.widget import Widget
 
 from cascade_tui.tui.widgets.cells import bg, fg, strip
-from cascade_tui.tui.widgets.palette import PHASE_COLOURS, display_phase
+from cascade_tui.policy import shown_phase
+from cascade_tui.tui.widgets.palette import PHASE_COLOURS
 
 LEGEND = ("base", "test", "set", "off", "static", "adaptive")
 
@@ -23,7 +24,7 @@ class PhaseStrip(Widget):
         self.phases: list[str] = []
 
     def show(self, state) -> None:
-        self.phases = [display_phase(p.phase, p.k) for p in state.points]
+        self.phases = [shown_phase(p.phase, p.k) for p in state.points]
         self.refresh()
 
     def render_line(self, y: int) -> Strip:

@@ -7,11 +7,8 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
+from cascade_tui.stats import fmt as _fmt
 from cascade_tui.tui.widgets.palette import BAD, GOOD
-
-
-def _fmt(x, spec: str, none: str = "-") -> str:
-    return none if x is None else format(x, spec)
 
 
 class StatsPanel(Static):

@@ -6,7 +6,8 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from cascade_tui.tui.widgets.palette import PHASE_COLOURS, display_phase, utility_colour
+from cascade_tui.policy import shown_phase
+from cascade_tui.tui.widgets.palette import PHASE_COLOURS, utility_colour
 
 
 class StatusLine(Static):
@@ -18,7 +19,7 @@ class StatusLine(Static):
         t = Text(no_wrap=True, overflow="ellipsis")
         if state.running:
             t.append("● generating  ", style="bold")
-        phase = display_phase(state.phase, state.k)
+        phase = shown_phase(state.phase, state.k)
         t.append(f"{state.policy or '-'} ", style="bold")
         t.append(f" {phase} ", style=f"bold #000000 on {PHASE_COLOURS.get(phase, '#8a8a8a')}")
         t.append(f" K={state.k}")
