@@ -7,6 +7,14 @@ Everything here is generated (seeded random or caller-provided weights); nothing
     drafter = write_model("/tmp/d.gguf", arch="llama", n_expert=0, n_layer=1)
 """
 
+from .cost_pair import (
+    CostPair,
+    cost_drafter_next,
+    cost_target_next,
+    write_cost_drafter,
+    write_cost_pair,
+    write_cost_target,
+)
 from .gguf_models import (
     ARCHS,
     DENSE_ARCHS,
@@ -24,12 +32,15 @@ from .tokenizer import BPEVocab, EOS_TEXT, default_vocab, encode_fast, hf_tokeni
 __all__ = [
     "ARCHS",
     "BPEVocab",
+    "CostPair",
     "DENSE_ARCHS",
     "EOS_TEXT",
     "MOE_NORM_TOPK",
     "NORM_EPS",
     "ROPE_STYLE",
     "TIED_ARCHS",
+    "cost_drafter_next",
+    "cost_target_next",
     "default_vocab",
     "encode_fast",
     "hf_tokenizer",
@@ -37,5 +48,8 @@ __all__ = [
     "moe_layer_ids",
     "permute_qk",
     "tensor_shapes",
+    "write_cost_drafter",
+    "write_cost_pair",
+    "write_cost_target",
     "write_model",
 ]
