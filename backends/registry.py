@@ -35,9 +35,15 @@ def _is_gguf(p: Path) -> bool:
     return not p.is_dir()  # a file of any name: llama.cpp says clearly if it is not GGUF
 
 
+def _is_checkpoint_dir(p: Path) -> bool:
+    return p.is_dir()  # a directory: the torch backend says clearly what a checkpoint lacks
+
+
 BACKENDS: dict[str, BackendSpec] = {
     "llama": BackendSpec("llama", "backends.llamacpp", "llama.cpp, for GGUF files", _is_gguf,
                          "pip install llama-cpp-python==0.3.36"),
+    "torch": BackendSpec("torch", "backends.torch_backend", "torch + transformers, for checkpoint directories",
+                         _is_checkpoint_dir, 'pip install "cascade-tui[torch]"'),
 }
 
 

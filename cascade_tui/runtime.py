@@ -33,6 +33,8 @@ class ModelOptions:
     # speculation resumes (None: all it missed); measured on the demo pair, 32 made Cascade's
     # re-tests cheaper without changing the output (see docs/BENCHMARKS.md)
     draft_catch_up: int | None = 32
+    device: str = "auto"  # torch backend only: cpu, cuda, auto
+    dtype: str | None = None  # torch backend only: float32 (CPU default), bfloat16 (CUDA default), float16
     extra: dict[str, Any] = field(default_factory=dict)  # backend-specific load options
 
 
@@ -43,6 +45,7 @@ class LoadedModels:
     model_path: str
     draft_label: str  # "ngram", "none" or the drafter's path
     backend: str
+    notes: list[str] = field(default_factory=list)  # one-line remarks for the user (e.g. a dense target)
 
     @property
     def draft_model(self) -> Target | None:
@@ -92,18 +95,26 @@ def load_models(
 
     try:
         backend = registry.resolve(model_path, opts.backend)
+        module = registry.get(backend)
+        if using_demo and hasattr(module, "demo_paths"):  # the demo pair in this backend's format
+            demo_target, demo_draft = module.demo_paths(progress=say)
+            model_path = str(demo_target)
+            if opts.draft is None:
+                draft = str(demo_draft)
         say(f"loading {Path(model_path).name} ({backend})")
-        target = registry.get(backend).load_target(
+        target = module.load_target(
             model_path,
             n_ctx=opts.ctx,
             n_threads=threads,
             n_gpu_layers=opts.n_gpu_layers,
             routing=opts.routing,
             seed=opts.seed,
+            **_backend_options(backend, opts),
             **opts.extra,
         )
     except BackendError as e:
         raise UserError(str(e)) from None
+    notes = [target.info.extra["note"]] if target.info.extra.get("note") else []
 
     drafter: Drafter | None = None
     label = draft
@@ -119,7 +130,7 @@ def load_models(
             dbackend = registry.resolve(draft, "auto")
             dmodel = registry.get(dbackend).load_target(
                 draft, n_ctx=target.n_ctx, n_threads=threads, n_gpu_layers=opts.n_gpu_layers,
-                routing=False, seed=opts.seed, **opts.extra,
+                routing=False, seed=opts.seed, **_backend_options(dbackend, opts), **opts.extra,
             )
             try:
                 check_vocab_compatible(target, dmodel)
@@ -130,4 +141,9 @@ def load_models(
             target.close()
             raise UserError(f"drafter: {e}") from None
         drafter = ModelDrafter(dmodel, name=f"model:{Path(draft).name}", max_catch_up=opts.draft_catch_up)
-    return LoadedModels(target, drafter, model_path, label, backend)
+    return LoadedModels(target, drafter, model_path, label, backend, notes)
+
+
+def _backend_options(backend: str, opts: ModelOptions) -> dict[str, Any]:
+    """Load options only one backend takes (the torch backend's device and dtype)."""
+    return {"device": opts.device, "dtype": opts.dtype} if backend == "torch" else {}

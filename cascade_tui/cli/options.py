@@ -29,11 +29,13 @@ class ModelArgs:
     """Which models, on what, with which capture."""
 
     model: Annotated[Optional[str], typer.Option(
-        "--model", "-m", help="Target model: a .gguf file. Default: the bundled demo MoE.")] = None
+        "--model", "-m", help="Target model: a .gguf file or a transformers checkpoint directory. Default: the bundled "
+                              "demo MoE.")] = None
     draft: Annotated[Optional[str], typer.Option(
-        "--draft", "-d", help="Drafter: a .gguf path, 'ngram' or 'none'. Default: the demo drafter with the "
+        "--draft", "-d", help="Drafter: a .gguf path, a checkpoint directory, 'ngram' or 'none'. Default: the demo drafter with the "
                               "demo model, else ngram.")] = None
-    backend: Annotated[str, typer.Option("--backend", help="auto or llama (auto: .gguf -> llama).")] = "auto"
+    backend: Annotated[str, typer.Option(
+        "--backend", help="auto, llama or torch (auto: a file -> llama, a checkpoint directory -> torch).")] = "auto"
     ctx: Annotated[int, typer.Option("--ctx", help="Context size in tokens.")] = 2048
     threads: Annotated[Optional[int], typer.Option(
         "--threads", help="CPU threads (default: half the cores, at most 8).")] = None
@@ -42,13 +44,17 @@ class ModelArgs:
                                "with GPU offload, else 0.")] = None
     routing: Annotated[bool, typer.Option("--routing/--no-routing", help="Capture expert routing per token.")] = True
     seed: Annotated[int, typer.Option("--seed", help="Sampling seed.")] = 0
+    device: Annotated[str, typer.Option(
+        "--device", help="torch backend: cpu, cuda or auto (cuda when torch sees a GPU).")] = "auto"
+    dtype: Annotated[Optional[str], typer.Option(
+        "--dtype", help="torch backend: float32, bfloat16 or float16. Default: float32 on CPU, bfloat16 on CUDA.")] = None
 
     def options(self):
         from cascade_tui.runtime import ModelOptions
 
         return ModelOptions(model=self.model, draft=self.draft, backend=self.backend, ctx=self.ctx,
                             threads=self.threads, n_gpu_layers=self.n_gpu_layers, routing=self.routing,
-                            seed=self.seed)
+                            seed=self.seed, device=self.device, dtype=self.dtype)
 
 
 @dataclasses.dataclass
