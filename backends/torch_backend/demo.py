@@ -67,7 +67,7 @@ def export_gguf(gguf_path: str | os.PathLike, out_dir: str | os.PathLike) -> Pat
     from gguf import GGUFReader
     from safetensors.numpy import save_file
 
-    from cascade_tui.factory.tokenizer import BPEVocab, hf_tokenizer
+    from cascade_tui.factory.tokenizer import BPEVocab
 
     src = Path(gguf_path)
     try:
@@ -119,14 +119,6 @@ def export_gguf(gguf_path: str | os.PathLike, out_dir: str | os.PathLike) -> Pat
     add_bos = bool(_field(r, "tokenizer.ggml.add_bos_token", True))
     specials = tuple(i for i, t in enumerate(types) if int(t) == 3)
     vocab = BPEVocab(tokens=tuple(tokens), merges=tuple(merges), eos_id=eos, bos_id=bos, special_ids=specials)
-    from tokenizers import processors
-
-    tok = hf_tokenizer(vocab, special=True)
-    if add_bos:
-        tok = type(tok).from_str(tok.to_str())  # a copy (the factory's is cached)
-        tok.post_processor = processors.TemplateProcessing(
-            single=f"{tokens[bos]} $A", pair=f"{tokens[bos]} $A {tokens[bos]} $B",
-            special_tokens=[(tokens[bos], bos)])
     n_vocab = len(tokens)
     rope_theta = float(a("rope.freq_base", 10000.0))
     eps = float(a("attention.layer_norm_rms_epsilon", 1e-5))
@@ -151,15 +143,34 @@ def export_gguf(gguf_path: str | os.PathLike, out_dir: str | os.PathLike) -> Pat
     (dst / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     (dst / "generation_config.json").write_text(
         json.dumps({"bos_token_id": bos, "eos_token_id": eos}, indent=2) + "\n", encoding="utf-8")
-    tok.save(str(dst / "tokenizer.json"))
-    tcfg = {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": tokens[bos], "eos_token": tokens[eos],
-            "add_bos_token": add_bos, "add_eos_token": False, "clean_up_tokenization_spaces": False,
-            "model_max_length": int(a("context_length", 2048))}
     template = _field(r, "tokenizer.chat_template")
-    if isinstance(template, str) and template.strip():
-        tcfg["chat_template"] = template
-    (dst / "tokenizer_config.json").write_text(json.dumps(tcfg, indent=2) + "\n", encoding="utf-8")
+    write_tokenizer(dst, vocab, add_bos=add_bos, model_max_length=int(a("context_length", 2048)),
+                    chat_template=template if isinstance(template, str) and template.strip() else None)
     return dst
+
+
+def write_tokenizer(dst: str | os.PathLike, vocab, *, add_bos: bool = True, model_max_length: int = 2048,
+                    chat_template: str | None = None) -> None:
+    """Write ``tokenizer.json`` + ``tokenizer_config.json`` for a factory :class:`BPEVocab`: the same
+    byte-level BPE llama.cpp runs for a GGUF of that vocabulary, special tokens parsed, BOS added
+    (``add_bos``) as llama.cpp does."""
+    from tokenizers import Tokenizer, processors
+
+    from cascade_tui.factory.tokenizer import hf_tokenizer
+
+    dst = Path(dst)
+    tok = Tokenizer.from_str(hf_tokenizer(vocab, special=True).to_str())  # a copy: the factory's is cached
+    bos = vocab.tokens[vocab.bos_id]
+    if add_bos:
+        tok.post_processor = processors.TemplateProcessing(
+            single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, vocab.bos_id)])
+    tok.save(str(dst / "tokenizer.json"))
+    tcfg = {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": bos, "eos_token": vocab.tokens[vocab.eos_id],
+            "add_bos_token": add_bos, "add_eos_token": False, "clean_up_tokenization_spaces": False,
+            "model_max_length": model_max_length}
+    if chat_template:
+        tcfg["chat_template"] = chat_template
+    (dst / "tokenizer_config.json").write_text(json.dumps(tcfg, indent=2) + "\n", encoding="utf-8")
 
 
 def _exported(gguf: Path, parent: Path, name: str, progress: Callable[[str], None] | None) -> Path:
