@@ -58,12 +58,16 @@ class LoadedModels:
         self.target.close()
 
 
-def demo_paths() -> tuple[Path, Path]:
+def demo_paths(backend: str = "auto") -> tuple[Path, Path]:
+    """(target, drafter) of the bundled demo pair. The target is the grown, memory-bound copy of
+    ``target.gguf`` (``cascade_tui.demo.demo_default_target``, built into the user cache on first
+    use), except for ``--backend torch``, which exports the shipped files its own way."""
     try:
-        from cascade_tui.demo import demo_draft_path, demo_target_path
+        from cascade_tui.demo import demo_default_target, demo_draft_path, demo_target_path
 
-        return demo_target_path(), demo_draft_path()
-    except Exception as e:  # the package data is missing: say so, do not crash
+        target = demo_target_path() if backend == "torch" else demo_default_target()
+        return target, demo_draft_path()
+    except Exception as e:  # the package data is missing or the cache unwritable: say so, do not crash
         raise UserError(f"the bundled demo model is not available ({e}); pass --model PATH") from None
 
 
@@ -83,7 +87,7 @@ def load_models(
         raise UserError(f"--n-gpu-layers must be -1 (all), 0 or more (got {opts.n_gpu_layers})")
     using_demo = opts.model is None
     if using_demo:
-        demo_target, demo_draft = demo_paths()
+        demo_target, demo_draft = demo_paths(opts.backend)
         model_path = str(demo_target)
     else:
         model_path = opts.model

@@ -50,19 +50,56 @@ class ModelArgs:
         "--dtype", help="torch backend: float32, bfloat16 or float16. Default: float32 on CPU, bfloat16 on CUDA.")] = None
 
     def options(self):
-        from cascade_tui.runtime import ModelOptions
+        from cascade_tui.runtime import ModelOptions  # first: loads llama.cpp before numpy
 
+        if self.model is None and self.backend != "torch":
+            build_demo_target()
         return ModelOptions(model=self.model, draft=self.draft, backend=self.backend, ctx=self.ctx,
                             threads=self.threads, n_gpu_layers=self.n_gpu_layers, routing=self.routing,
                             seed=self.seed, device=self.device, dtype=self.dtype)
+
+
+def build_demo_target() -> None:
+    """The default target is the grown demo MoE in the user cache (``cascade_tui.demo.grow``):
+    build it now if it is not there yet, with a one-line progress bar on stderr; print nothing once
+    it exists. A failure is left to ``load_models``, which reports it in one line."""
+    from cascade_tui.demo import demo_default_target
+
+    shown: list = []
+
+    def progress(done: int, total: int) -> None:
+        if not shown:
+            from rich.console import Console
+            from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
+
+            bar = Progress(TextColumn("building the demo target (once)"), BarColumn(), DownloadColumn(),
+                           TimeElapsedColumn(), console=Console(stderr=True))
+            shown.extend([bar, bar.add_task("", total=total)])
+            bar.start()
+        shown[0].update(shown[1], completed=done)
+
+    try:
+        demo_default_target(progress=progress)
+    except KeyboardInterrupt:
+        if shown:
+            shown[0].stop()
+        raise fail("interrupted: the demo target was not written", 130) from None
+    except Exception:
+        pass
+    if shown:
+        shown[0].stop()
 
 
 @dataclasses.dataclass
 class PolicyArgs:
     """Which policy, with which parameters."""
 
-    policy: Annotated[str, typer.Option("--policy", "-p", help="cascade, off, static:K or heuristic.")] = "cascade"
+    policy: Annotated[str, typer.Option("--policy", "-p", help="cascade, learned, off, static:K or heuristic.")] = "cascade"
     set_: SetOpt = None
+    cost_cache: Annotated[bool, typer.Option(
+        "--cost-cache/--no-cost-cache",
+        help="Start the learned policy from the cost curve an earlier run measured on this model, "
+             "drafter, backend, device and threads, and save what it learns (user cache).")] = True
 
     def params(self) -> dict[str, str]:
         """``--set`` as a dict; a malformed item is a one-line error (exit 2)."""
