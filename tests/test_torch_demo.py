@@ -26,7 +26,7 @@ pytest.importorskip("transformers")
 
 from backends.torch_backend import demo as tdemo  # noqa: E402
 from backends.torch_backend import load_target  # noqa: E402
-from cascade_tui.demo import demo_target_path  # noqa: E402
+from cascade_tui.demo import demo_draft_path, demo_target_path  # noqa: E402
 from cascade_tui.factory import permute_qk  # noqa: E402
 
 torch.set_num_threads(1)
@@ -164,9 +164,10 @@ def test_run_backend_torch_on_a_fresh_install_matches_llama_cpp(cache, tmp_path)
     env = {"CASCADE_TUI_CACHE": str(tmp_path / "fresh")}
     prompt = "class Stack:\n    def __init__(self):"
     outs = {}
+    shipped = ("--model", demo_target_path(), "--draft", demo_draft_path())  # what the torch demo is made of
     for backend, policy in (("torch", "off"), ("torch", "cascade"), ("llama", "off")):
-        p = cli("run", "--backend", backend, "--prompt", prompt, "--policy", policy, "-n", "32", "--threads", "1",
-                "--json", "--no-record", env=env)
+        p = cli("run", "--backend", backend, *(shipped if backend == "llama" else ()), "--prompt", prompt,
+                "--policy", policy, "-n", "32", "--threads", "1", "--json", "--no-record", env=env)
         assert p.returncode == 0, p.stderr[-3000:]
         outs[(backend, policy)] = json.loads(p.stdout)
     assert outs[("torch", "cascade")]["text"] == outs[("torch", "off")]["text"]  # lossless
