@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn,
                                TimeRemainingColumn, TransferSpeedColumn)
 
-    console = Console()
+    console = Console(soft_wrap=True, highlight=False)  # paths and commands stay on one line
     tb, db = size_bytes(args.size)
     need = tb + db * len(args.agreement)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         cmd = ["cascade-tui", "bench", "--model", str(pair.target), "--draft", str(p),
                "--policies", "off,static:1,static:2,static:4,cascade", "--threads", str(args.threads),
                "--json", str(args.out / f"bench-{args.size}-a{a:g}.json")]
-        console.print("  " + shlex.join(cmd), soft_wrap=True, highlight=False)
+        console.print("  " + shlex.join(cmd))
     return 0
 
 
