@@ -52,7 +52,7 @@ shape measured on the H100 in DESIGN.md. Writing runs at about 150 MB/s on one c
 
 Measured (``cpu`` preset, one CPU thread, llama.cpp 0.3.36): verifying 9 distinct tokens costs
 4.6x one token and 9 copies of one token 2.8x; a fit over both is about 13 ms per token plus 14 ms
-per unique expert per layer, so the expert union is half the cost of a 9-token verify even on a
+per unique expert per layer, so the expert union is about 40% of a 9-token verify even on a
 CPU, where F16 compute is slow; on a GPU the per-token term nearly vanishes (DESIGN.md section 5).
 The ``cpu`` drafter costs about 0.5-0.8 ms per token (~1% of a target token).
 """
