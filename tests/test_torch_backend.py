@@ -410,3 +410,40 @@ def test_inspect_a_checkpoint_dir_without_torch_weights_loaded(ckpts):
     assert p.returncode == 0, p.stderr
     rep = json.loads(p.stdout)
     assert rep["backend"] == "torch" and rep["draft"]["compatible"] is True
+
+
+OTHER_FAMILIES = {  # beyond the four required: measured to work the same way (see checkpoint.ALSO_WORKING_MOE)
+    "phimoe": {}, "granitemoe": {}, "glm4_moe": {}, "gpt_oss": {},
+    "deepseek_v2": dict(num_key_value_heads=4, kv_lora_rank=16, q_lora_rank=None, qk_rope_head_dim=8,
+                        qk_nope_head_dim=8, v_head_dim=16, n_routed_experts=8, n_shared_experts=1,
+                        first_k_dense_replace=0, n_group=1, topk_group=1),
+}
+
+
+@pytest.mark.parametrize("family", sorted(OTHER_FAMILIES))
+def test_other_moe_families_greedy_equivalence(family, tmp_path):
+    from backends.torch_backend.checkpoint import ALSO_WORKING_MOE
+
+    assert family in ALSO_WORKING_MOE
+    kw = dict(COMMON, num_hidden_layers=2, head_dim=16, intermediate_size=64, moe_intermediate_size=32,
+              num_local_experts=8, num_experts=8, num_experts_per_tok=2, **OTHER_FAMILIES[family])
+    torch.manual_seed(2)
+    model = transformers.AutoModelForCausalLM.from_config(transformers.AutoConfig.for_model(family, **kw))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.dim() >= 2:
+                p.normal_(0, 0.35 if name.endswith("lm_head.weight") else 0.1)
+    model.save_pretrained(tmp_path)
+    write_tokenizer(tmp_path, default_vocab())
+    t = load(tmp_path)
+    d = load(tmp_path, routing=False)
+    try:
+        assert t.info.arch == family and t.info.n_expert == 8 and t.info.n_expert_used == 2 and t.info.moe_layers
+        ref, _ = generate(t, None, "off", PROMPTS[0], n=20)
+        for policy in ("static:3", "cascade"):
+            out, its = generate(t, ModelDrafter(d), policy, PROMPTS[0], n=20)
+            assert out == ref and all(e.routing.shape[0] == len(t.info.moe_layers) for e in its)
+        assert generate(t, NgramDrafter(), "static:2", PROMPTS[0], n=20)[0] == ref
+    finally:
+        t.close()
+        d.close()

@@ -18,9 +18,13 @@ from backends.base import BackendError
 #: Families whose routing capture, rollback and greedy equivalence are tested here
 #: (tests/test_torch_backend.py), by ``config.json``'s ``model_type``.
 TESTED_MOE = ("mixtral", "qwen2_moe", "qwen3_moe", "olmoe")
-#: Further MoE families measured to work the same way (greedy equivalence with tiny random
-#: models, routing from the experts module); see docs/BENCHMARKS.md.
-ALSO_WORKING_MOE = ("phimoe", "deepseek_v3", "glm4_moe", "ernie4_5_moe", "hunyuan_v1_moe", "flex_olmo")
+#: Further MoE families measured to work the same way with transformers 5.24.0 (greedy
+#: equivalence with tiny random models, routing from the experts module); the first five are
+#: also in the tests. Families whose MoE blocks call no experts module with ``top_k_index``
+#: (jetmoe, llama4) run without routing, with a note.
+ALSO_WORKING_MOE = ("phimoe", "deepseek_v2", "gpt_oss", "granitemoe", "glm4_moe", "glm4_moe_lite", "minimax_m2",
+                    "ernie4_5_moe", "hunyuan_v1_moe", "flex_olmo", "dots1", "exaone_moe", "cohere2_moe",
+                    "sarvam_moe", "afmoe")
 #: Dense causal LMs that work as drafters (or as a target, without routing).
 DENSE_OK = ("llama", "mistral", "qwen2", "qwen3", "olmo", "olmo2", "gemma", "phi3")
 #: Families whose cache is not a plain KV cache (linear attention / state-space layers): a

@@ -140,6 +140,7 @@ def export_gguf(gguf_path: str | os.PathLike, out_dir: str | os.PathLike) -> Pat
     dst = Path(out_dir)
     dst.mkdir(parents=True, exist_ok=True)
     save_file(out, str(dst / "model.safetensors"), metadata={"format": "pt"})
+    os.chmod(dst / "model.safetensors", 0o644)
     (dst / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     (dst / "generation_config.json").write_text(
         json.dumps({"bos_token_id": bos, "eos_token_id": eos}, indent=2) + "\n", encoding="utf-8")

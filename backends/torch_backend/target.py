@@ -432,17 +432,21 @@ def load_target(
                       attn_implementation=attn_implementation, output_loading_info=True)
         if ck.n_expert():
             kwargs["experts_implementation"] = experts
-        try:
-            model, info = AutoModelForCausalLM.from_pretrained(ck.path, **kwargs)
-        except Exception as e:
-            if "experts_implementation" in kwargs and "experts" in str(e).lower():
-                kwargs.pop("experts_implementation")
-                try:
-                    model, info = AutoModelForCausalLM.from_pretrained(ck.path, **kwargs)
-                except Exception as e2:
-                    raise BackendError(f"transformers cannot load {ck.path.name}: {_first_line(e2)}") from None
-            else:
-                raise BackendError(f"transformers cannot load {ck.path.name}: {_first_line(e)}") from None
+        model = info = None
+        for _ in range(3):  # fall back to the eager kernels a family may need (attention sinks, ...)
+            try:
+                model, info = AutoModelForCausalLM.from_pretrained(ck.path, **kwargs)
+                break
+            except Exception as e:
+                low = str(e).lower()
+                if "attention implementation" in low and kwargs.get("attn_implementation") != "eager":
+                    kwargs["attn_implementation"] = "eager"
+                elif "experts_implementation" in kwargs and "experts" in low:
+                    kwargs.pop("experts_implementation")
+                else:
+                    raise BackendError(f"transformers cannot load {ck.path.name}: {_first_line(e)}") from None
+        if model is None:
+            raise BackendError(f"transformers cannot load {ck.path.name} with any attention/experts kernel")
     missing = sorted(info.get("missing_keys") or [])
     mismatched = sorted(info.get("mismatched_keys") or [])
     if missing:
@@ -543,15 +547,18 @@ def load_target(
         "device": dev,
         "dtype": dtype_name,
         "n_threads": n_threads,
-        "experts_implementation": getattr(config, "_experts_implementation", None) if moe_layers else None,
-        "attn_implementation": getattr(config, "_attn_implementation", attn_implementation),
+        "experts_implementation": getattr(model.config, "_experts_implementation", None) if moe_layers else None,
+        "attn_implementation": getattr(model.config, "_attn_implementation", None) or kwargs["attn_implementation"],
         "routing": ("hooks" if t._capture is not None else ("off" if moe_layers else "dense")),
         "add_bos": bool(t._bos_prefix),
         "torch_version": torch.__version__,
         "transformers_version": transformers.__version__,
         "tested_family": mt in ckpt.TESTED_MOE,
     }
-    if not moe_layers:
+    if not moe_layers and ck.n_expert():
+        extra["note"] = (f"{ck.path.name}: '{mt}' routes to experts, but its MoE blocks expose no top-k indices "
+                         "this backend can capture (no experts module called with top_k_index): running without routing")
+    elif not moe_layers:
         extra["note"] = (f"{ck.path.name} is a dense model ('{mt}'): no expert routing to capture; "
                          "speculation still works, but the MoE cost effects Cascade manages are absent")
     template = getattr(tok, "chat_template", None)
