@@ -61,10 +61,13 @@ class EvalResult:
 
     ``logits``: float32 ``[n, n_vocab]``. ``routing``: int32 ``[n_moe_layers, n, n_expert_used]``
     (expert ids per MoE layer per token) or ``None`` when the model is dense or capture is off.
+    ``capture_s``: seconds of the eval spent capturing routing (the engine keeps them out of the
+    verify time the policies see, and reports them on their own).
     """
 
     logits: np.ndarray
     routing: np.ndarray | None = None
+    capture_s: float = 0.0
 
 
 @runtime_checkable

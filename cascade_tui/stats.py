@@ -73,6 +73,7 @@ class RunStats(DecodeRates):
     utility_n: int = 0
     unique_sum: float = 0.0
     unique_n: int = 0
+    capture_s: float = 0.0  # routing capture, kept out of decode_s (and so out of tok/s)
     k0_s: float = 0.0  # time of the K = 0 iterations (a measured plain step: the speedup's baseline)
     k0_n: int = 0
     emitted: list[int] = field(default_factory=list)
@@ -107,6 +108,7 @@ class RunStats(DecodeRates):
             self.drafted += len(ev.drafted)
             self.accepted += ev.accepted
             self.decode_s += ev.iter_s
+            self.capture_s += getattr(ev, "capture_s", 0.0) or 0.0
             self.k_hist[ev.k] += 1
             self.phase_hist[ev.phase] += 1
             self.emitted.extend(ev.emitted)
@@ -138,6 +140,7 @@ class RunStats(DecodeRates):
             "wall_s": round(self.wall_s, 6),
             "prefill_s": round(self.prefill_s, 6),
             "decode_s": round(self.decode_s, 6),
+            "routing_capture_s": round(self.capture_s, 6),
             "tokens_per_s": round(self.tokens_per_s, 3),
             "drafted_tokens": self.drafted,
             "accepted_tokens": self.accepted,

@@ -24,11 +24,15 @@
  * (llama-cpp-python 0.3.36, ggml 0.25.3). rc_layout() reports the offsets actually compiled in so
  * Python can check them against its own mirror of struct ggml_tensor.
  */
+#if !defined(_WIN32) && !defined(_POSIX_C_SOURCE)
+#define _POSIX_C_SOURCE 199309L /* clock_gettime */
+#endif
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #ifndef RC_NO_GGML_HEADERS
 #include "ggml.h"
@@ -64,7 +68,7 @@ struct ggml_tensor {
 #define RC_API __attribute__((visibility("default")))
 #endif
 
-#define RC_VERSION 3
+#define RC_VERSION 4
 
 typedef void (*rc_tensor_get_fn)(const struct ggml_tensor *t, void *data, size_t offset, size_t size);
 
@@ -85,6 +89,7 @@ typedef struct {
     rc_tensor_get_fn tensor_get;
     uint8_t *scratch;    /* staging for one strided copy */
     size_t scratch_size;
+    int64_t ns;          /* nanoseconds spent in data-phase calls since the last reset */
 } rc_state;
 
 static const char TOPK[] = "ffn_moe_topk-";
@@ -144,6 +149,15 @@ static int copy_rows(rc_state *s, const struct ggml_tensor *t, void *dst, int64_
     return 0;
 }
 
+static int64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static bool eval_cb_data(struct ggml_tensor *t, rc_state *s);
+
+/* The data phase is timed (rc_state.ns) so the engine can keep capture out of verify times. */
 RC_API bool rc_eval_cb(struct ggml_tensor *t, bool ask, void *user_data) {
     rc_state *s = (rc_state *)user_data;
     if (s == NULL || t == NULL) return !ask;
@@ -153,6 +167,13 @@ RC_API bool rc_eval_cb(struct ggml_tensor *t, bool ask, void *user_data) {
         if (s->want_probs && s->probs && match_layer(t->name, PROBS, sizeof(PROBS) - 1) >= 0) return true;
         return false;
     }
+    const int64_t t0 = now_ns();
+    eval_cb_data(t, s);
+    s->ns += now_ns() - t0;
+    return true;
+}
+
+static bool eval_cb_data(struct ggml_tensor *t, rc_state *s) {
     /* data phase: from here on, always return true */
     if (!s->enabled || s->tensor_get == NULL) return true;
     int il = match_layer(t->name, TOPK, sizeof(TOPK) - 1);

@@ -20,6 +20,7 @@ Two implementations share one state struct (``RcState`` here, ``rc_state`` in ``
 from __future__ import annotations
 
 import ctypes
+import time
 
 from backends.llamacpp import lib as _lib  # llama_cpp before numpy (see lib.py)
 from backends.llamacpp import native
@@ -73,6 +74,7 @@ class RcState(ctypes.Structure):
         ("tensor_get", ctypes.c_void_p),
         ("scratch", ctypes.c_void_p),
         ("scratch_size", ctypes.c_size_t),
+        ("ns", ctypes.c_int64),
     ]
 
 
@@ -191,6 +193,13 @@ class RoutingCapture:
         self.prob_rows[:] = 0
         self.state.n_calls = 0
         self.state.n_errors = 0
+        self.state.ns = 0
+
+    @property
+    def elapsed_s(self) -> float:
+        """Seconds spent inside the callback since :meth:`reset` (native: the data phase, where
+        the rows are copied out; python: every call, since each one runs the interpreter)."""
+        return self.state.ns * 1e-9
 
     def take(self, n: int) -> np.ndarray | None:
         """Routing of the last decode: int32 ``[n_moe_layers, n, k]``, or None if incomplete."""
@@ -235,7 +244,16 @@ class RoutingCapture:
                 flat.view(np.uint8), shape=(n, row_bytes), strides=(nb[1], 1)
             ).copy().view(dtype)
 
+        perf_ns = time.perf_counter_ns
+
         def cb(t, ask, _ud):
+            t0 = perf_ns()
+            try:
+                return body(t, ask)
+            finally:
+                st.ns += perf_ns() - t0
+
+        def body(t, ask):
             try:
                 if ask:
                     if not st.enabled:

@@ -180,6 +180,7 @@ class LlamaTarget:
         start = self._n_past
         cap = self._capture
         probs_parts: list[np.ndarray] = []
+        capture_s = 0.0
         for s in range(0, n, self._n_batch):
             m = min(self._n_batch, n - s)
             self._tok_view[:m] = toks[s : s + m]
@@ -188,6 +189,8 @@ class LlamaTarget:
             if capturing:
                 cap.reset()
             rc = llc.llama_decode(self._ctx, self._batch)
+            if capturing:
+                capture_s += cap.elapsed_s
             if cap is not None and cap.pending is not None:
                 exc, cap.pending = cap.pending, None
                 self._rollback(start)
@@ -215,7 +218,7 @@ class LlamaTarget:
         if self._want_probs:
             ok = routing is not None and sum(x.shape[1] for x in probs_parts) == n
             self.last_router_probs = np.concatenate(probs_parts, axis=1) if ok else None
-        return EvalResult(logits, routing)
+        return EvalResult(logits, routing, capture_s)
 
     def truncate(self, n_keep: int) -> None:
         llc = self._live()

@@ -239,13 +239,16 @@ class SpeculativeDecoder:
             t_end = self.clock()
 
             uniq = unique_experts(out.routing)
+            # routing capture ran inside the verify: keep it out of the times policies and
+            # statistics see (it is reported on its own)
+            capture_s = min(max(float(out.capture_s or 0.0), 0.0), t_verified - t_drafted)
             obs = Observation(
                 k=k,
                 drafted=len(drafted),
                 accepted=n_acc,
                 draft_s=t_drafted - t_start,
-                verify_s=t_verified - t_drafted,
-                iter_s=t_end - t_start,
+                verify_s=t_verified - t_drafted - capture_s,
+                iter_s=t_end - t_start - capture_s,
                 unique_experts=uniq,
             )
             self.policy.observe(obs)
@@ -261,6 +264,7 @@ class SpeculativeDecoder:
                     draft_s=obs.draft_s,
                     verify_s=obs.verify_s,
                     iter_s=obs.iter_s,
+                    capture_s=capture_s,
                     utility=self.policy.utility(),
                     phase=decision.phase,
                     unique_experts=uniq,

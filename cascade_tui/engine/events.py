@@ -107,8 +107,9 @@ class IterationEvent(Event):
     text: str = ""  # decoded text of ``emitted`` (UTF-8 safe across token boundaries)
     from_draft: int = 0  # leading characters of ``text`` that came from accepted drafted tokens
     draft_s: float = 0.0
-    verify_s: float = 0.0
-    iter_s: float = 0.0
+    verify_s: float = 0.0  # target eval, routing capture excluded
+    iter_s: float = 0.0  # draft + verify + bookkeeping, routing capture excluded
+    capture_s: float = 0.0  # routing capture inside the verify (llama.cpp's eval callback)
     utility: float | None = None  # the policy's current estimate of U for this K
     phase: str = ""
     unique_experts: float | None = None  # mean unique experts per MoE layer in the verify batch
