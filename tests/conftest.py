@@ -1,10 +1,17 @@
 import json
+import os
 import pathlib
+import tempfile
 import sys
 
 import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
+
+# Learned cost curves (the ``learned`` policy) go to a directory of this test run, never to the
+# user's cache: a curve measured by one test must not steer another (subprocesses inherit it).
+if not os.environ.get("CASCADE_TUI_COST_CACHE"):
+    os.environ["CASCADE_TUI_COST_CACHE"] = tempfile.mkdtemp(prefix="cascade-tui-test-costs-")
 
 
 def check_recording_round_trips(path: pathlib.Path) -> int:

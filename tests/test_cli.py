@@ -61,7 +61,7 @@ def test_greedy_speculation_prints_exactly_the_text_of_off(models, arch):
     draft = models[f"{arch}-f16"]
     off = run_json(models[arch], draft, "off")
     assert off["generated_tokens"] == 48 and off["k_histogram"] == {"0": off["iterations"]}
-    runs = {p: run_json(models[arch], draft, p) for p in ("static:4", "cascade", "heuristic")}
+    runs = {p: run_json(models[arch], draft, p) for p in ("static:4", "cascade", "heuristic", "learned")}
     for policy, spec in runs.items():
         assert spec["text"] == off["text"], (arch, policy)
         assert spec["generated_tokens"] == off["generated_tokens"]

@@ -26,7 +26,7 @@ from cascade_tui.engine import (
 from cascade_tui.policy import make_policy
 from fakes import FakeModel, ScriptedClock, moe_cost, reference_greedy
 
-POLICIES = ["off"] + [f"static:{k}" for k in range(1, 9)] + ["cascade", "heuristic"]
+POLICIES = ["off"] + [f"static:{k}" for k in range(1, 9)] + ["cascade", "heuristic", "learned"]
 
 
 def run(decoder, prompt, **cfg):

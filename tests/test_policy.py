@@ -274,7 +274,7 @@ def test_cascade_memory_resumes_a_good_k_and_still_adapts():
 
 
 # -- the policy API live UIs use ------------------------------------------------------------------
-@pytest.mark.parametrize("spec", ["off", "static:3", "cascade", "heuristic"])
+@pytest.mark.parametrize("spec", ["off", "static:3", "cascade", "heuristic", "learned"])
 def test_every_policy_describes_its_parameters_and_state(spec):
     p = make_policy(spec)
     desc = p.describe()

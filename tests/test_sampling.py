@@ -83,7 +83,7 @@ def _exact_two_token_distribution(model: FakeModel, prompt, temperature):
 
 @pytest.mark.parametrize(
     "policy,drafter",
-    [("static:3", "model"), ("static:1", "model"), ("cascade", "model"), ("heuristic", "model"),
+    [("static:3", "model"), ("static:1", "model"), ("cascade", "model"), ("heuristic", "model"), ("learned", "model"),
      ("static:3", "ngram"), ("off", "model")],
 )
 def test_engine_samples_the_target_distribution(policy, drafter):

@@ -53,7 +53,7 @@ def chat(
     from cascade_tui.tui.sources import LiveSource
 
     opener = partial(open_session, model.options(), pol.policy, params, gen.config(model.seed), rec.options(),
-                     sys.argv[1:])
+                     sys.argv[1:], cost_cache=pol.cost_cache)
     source = LiveSource(opener)
     source.launch()  # the models load while the screen opens
     tui = CascadeApp(source, theme=LIGHT if light else DARK)

@@ -45,7 +45,8 @@ def run(
 
     try:
         session = Session.open(model.options(), policy=pol.policy, params=pol.params(),
-                               generation=gen.config(model.seed), record=rec.options(), argv=sys.argv[1:])
+                               generation=gen.config(model.seed), record=rec.options(), argv=sys.argv[1:],
+                               cost_cache=pol.cost_cache)
     except UserError as e:
         raise fail(str(e)) from None
     for line in session.notes:

@@ -11,6 +11,7 @@ from typing import Any, Mapping
 from cascade_tui.policy.base import Decision, Observation, Param, Policy, PolicyError, shown_phase
 from cascade_tui.policy.cascade import CascadePolicy
 from cascade_tui.policy.heuristic import HeuristicPolicy
+from cascade_tui.policy.learned import LearnedPolicy
 from cascade_tui.policy.static import OffPolicy, StaticPolicy
 
 POLICIES: dict[str, type[Policy]] = {
@@ -18,6 +19,7 @@ POLICIES: dict[str, type[Policy]] = {
     "static": StaticPolicy,
     "cascade": CascadePolicy,
     "heuristic": HeuristicPolicy,
+    "learned": LearnedPolicy,
 }
 
 __all__ = [
@@ -25,6 +27,7 @@ __all__ = [
     "CascadePolicy",
     "Decision",
     "HeuristicPolicy",
+    "LearnedPolicy",
     "Observation",
     "OffPolicy",
     "Param",
@@ -42,7 +45,7 @@ def make_policy(spec: str, overrides: Mapping[str, Any] | None = None) -> Policy
     name, _, arg = spec.strip().partition(":")
     name = name.lower()
     if name not in POLICIES:
-        raise PolicyError(f"unknown policy {spec!r} (choose from: off, static:K, cascade, heuristic)")
+        raise PolicyError(f"unknown policy {spec!r} (choose from: off, static:K, cascade, heuristic, learned)")
     params = dict(overrides or {})
     if arg:
         if name != "static":

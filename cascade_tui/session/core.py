@@ -24,7 +24,7 @@ import time
 import traceback
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 from cascade_tui.engine import (
     EndEvent,
@@ -33,6 +33,7 @@ from cascade_tui.engine import (
     Event,
     GenerationConfig,
     MarkerEvent,
+    ParamEvent,
     SetParam,
     SpeculativeDecoder,
     StartEvent,
@@ -81,6 +82,7 @@ class Session:
         self._lock = threading.Lock()  # guards _busy and every change made while idle
         self._busy = False  # a turn is running
         self.closed = False
+        self._cost_key: str | None = None  # set by use_cost_cache
 
     # -- construction --------------------------------------------------------------------------
     @classmethod
@@ -94,6 +96,7 @@ class Session:
         record: RecordOptions | None = None,
         argv: Sequence[str] = (),
         progress: Callable[[str], None] | None = None,
+        cost_cache: bool = True,
     ) -> Session:
         """Validate the policy, load the models, start the recording. Raises
         :class:`cascade_tui.runtime.UserError` (one line) for anything the user can fix."""
@@ -118,7 +121,37 @@ class Session:
             except OSError as e:
                 models.close()
                 raise UserError(f"cannot write the session recording {path}: {e.strerror or e}") from None
-        return cls(models, pol, generation=gen, recorder=recorder, notes=notes)
+        session = cls(models, pol, generation=gen, recorder=recorder, notes=notes)
+        if cost_cache:
+            session.use_cost_cache(build_header(models, pol, gen, model_options, argv))
+        return session
+
+    # -- learned costs (the ``learned`` policy), kept between runs -------------------------------
+    def use_cost_cache(self, header: Mapping[str, Any]) -> None:
+        """Seed policies that learn a cost curve from the user cache, and save what they learn at
+        the end of each turn and at close (``--no-cost-cache``: never called)."""
+        from cascade_tui.session.costcache import cost_key
+
+        self._cost_key = cost_key(header)
+        self._seed_costs()
+
+    def _seed_costs(self) -> None:
+        from cascade_tui.session.costcache import load_costs
+
+        pol = self.decoder.policy
+        if self._cost_key and hasattr(pol, "import_costs"):
+            data = load_costs(self._cost_key)
+            if data and pol.import_costs(data):
+                self.notes.append("learned costs from an earlier run loaded (--no-cost-cache ignores them)")
+
+    def _save_costs(self) -> None:
+        from cascade_tui.session.costcache import save_costs
+
+        pol = self.decoder.policy
+        if self._cost_key and hasattr(pol, "export_costs"):
+            data = pol.export_costs()
+            if data.get("costs"):
+                save_costs(self._cost_key, data)
 
     # -- state -------------------------------------------------------------------------------
     @property
@@ -270,6 +303,9 @@ class Session:
             self.recorder.record(ev)
         if isinstance(ev, EndEvent):
             self._open = None
+            self._save_costs()
+        elif isinstance(ev, ParamEvent) and ev.key == "policy" and ev.ok:
+            self._seed_costs()  # a policy switched to mid-session starts informed too
         return ev
 
     # -- end -----------------------------------------------------------------------------------

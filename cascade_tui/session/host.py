@@ -36,13 +36,14 @@ from typing import Any, Callable
 BATCH_S = 1 / 15
 
 
-def open_session(model_options, policy: str, params: dict, generation, record, argv, progress):
+def open_session(model_options, policy: str, params: dict, generation, record, argv, progress,
+                 cost_cache: bool = True):
     """The opener the CLI hands to a host: ``Session.open`` with the command's options."""
     import cascade_tui.runtime  # noqa: F401  (first: llama.cpp before numpy)
     from cascade_tui.session.core import Session
 
     return Session.open(model_options, policy=policy, params=params, generation=generation, record=record,
-                        argv=argv, progress=progress)
+                        argv=argv, progress=progress, cost_cache=cost_cache)
 
 
 class _Sender:

@@ -1,0 +1,452 @@
+"""``learned``: choose each iteration the K that maximizes predicted tokens per second.
+
+Cascade (``policy/cascade.py``) *measures* the utility of each K it tries, in short test trials, and
+pays for every trial. This policy learns the two things a K's speed depends on and predicts the
+rest:
+
+* **the cost curve** ``c(n)``: wall time of an iteration's verify + bookkeeping for ``n`` verified
+  tokens (``n = drafted + 1``), a property of model, drafter, backend and hardware, stable across
+  requests. Each ``n`` run keeps the median of its ``cost_window`` most recent samples (robust to
+  the spikes of a shared machine). For an ``n`` not measured (or stale: older than
+  ``stale_after`` iterations) the curve is extrapolated from the measured points with the fit
+  ``c(n) = a + b (n - 1) + g ln(n)`` (``b, g >= 0``). The ``ln`` term is the expert union of a
+  memory-bound MoE (a new token adds fewer and fewer unseen experts); with two points only the
+  ``ln`` shape is used, which errs on the cheap side for a compute-bound model, so a K is tried
+  rather than ruled out, and then measured. Mean unique experts per ``n`` are kept and shown next
+  to the costs when routing is known.
+* **the draft cost** per drafted token (median of recent ``draft_s / drafted``) and **the
+  acceptance rate** ``a``: each drafted position is a Bernoulli trial until the first rejection;
+  successes and failures are counted with exponential forgetting (``accept_halflife`` iterations,
+  drafting or not), so a change of text shows within a few dozen iterations.
+
+The expected tokens an iteration emits with K drafted is ``E(K) = (1 - a^(K+1)) / (1 - a)``; its
+predicted time is ``T(K) = K d + c(K + 1)``; the predicted utility (speedup over no speculation)
+is ``U(K) = E(K) T(0) / T(K)``. Each iteration runs the K of largest U (ties and changes smaller than
+``hysteresis`` keep the current K). A K whose best case (every draft accepted, the cheapest cost
+the curve allows: ``c`` never falls as ``n`` grows) cannot beat K = 0 is never tried.
+
+While speculation is off, acceptance cannot be observed: every ``probe_after`` iterations (doubling
+after each probe that does not turn speculation on, up to ``probe_max``; reset when it does) one
+iteration drafts at the best K again. Phases as the UI shows them: ``base`` measures ``c(1)``,
+``test`` runs a K whose cost is not yet measured (or a probe), ``set`` runs the predicted best K
+(K = 0: speculation off).
+
+With ``memory`` on, a new request keeps the cost curve, the draft cost and the acceptance (its
+counts scaled down to ``carry_weight`` pseudo-iterations, so the new text takes over quickly);
+the probe interval restarts. :meth:`export_costs` / :meth:`import_costs` hand the cost curve to a
+cache outside the policy (the policy itself does no I/O).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Any
+
+from cascade_tui.policy.base import Decision, Observation, Param, Policy, PolicyError
+from cascade_tui.policy.static import MAX_K
+
+COSTS_FORMAT = 1  # version of export_costs()'s dict
+PROBE_ACCEPT = 0.9  # acceptance a probe is sized for
+SETTLE = 3  # samples after which a cost point is trusted over the curve
+
+
+def _median(xs) -> float:
+    s = sorted(xs)
+    m = len(s)
+    return s[m // 2] if m % 2 else 0.5 * (s[m // 2 - 1] + s[m // 2])
+
+
+def expected_emitted(a: float, k: int) -> float:
+    """Tokens an iteration emits on average with ``k`` drafted and acceptance ``a`` per position."""
+    if k <= 0:
+        return 1.0
+    if a >= 1.0 - 1e-12:
+        return float(k + 1)
+    return (1.0 - a ** (k + 1)) / (1.0 - a)
+
+
+def _fit_curve(points: dict[int, float]) -> tuple[float, float, float]:
+    """(a, b, g) of ``c(n) = a + b (n - 1) + g ln(n)`` fitted to ``{n: cost}``, b, g >= 0.
+
+    One point: flat. Two points: the ``ln`` shape through both (the optimistic one). Three or
+    more: least squares over the non-negative combinations (both terms, ``ln`` only, linear only,
+    flat), the best that fits."""
+    ns = sorted(points)
+    if not ns:
+        return 0.0, 0.0, 0.0
+    if len(ns) == 1:
+        return points[ns[0]], 0.0, 0.0
+    if len(ns) == 2:
+        n0, n1 = ns
+        f0, f1 = math.log(n0), math.log(n1)
+        g = max(0.0, (points[n1] - points[n0]) / (f1 - f0))
+        return points[n0] - g * f0, 0.0, g
+    best: tuple[float, tuple[float, float, float]] | None = None
+    for use_b, use_g in ((True, True), (False, True), (True, False), (False, False)):
+        cols = [[1.0] * len(ns)]
+        if use_b:
+            cols.append([n - 1.0 for n in ns])
+        if use_g:
+            cols.append([math.log(n) for n in ns])
+        coef = _lstsq(cols, [points[n] for n in ns])
+        if coef is None:
+            continue
+        it = iter(coef[1:])
+        b = next(it) if use_b else 0.0
+        g = next(it) if use_g else 0.0
+        if b < 0 or g < 0:
+            continue
+        a = coef[0]
+        sse = sum((a + b * (n - 1) + g * math.log(n) - points[n]) ** 2 for n in ns)
+        if best is None or sse < best[0] - 1e-18:
+            best = (sse, (a, b, g))
+    return best[1] if best else (points[ns[0]], 0.0, 0.0)
+
+
+def _lstsq(cols: list[list[float]], y: list[float]) -> list[float] | None:
+    """Least squares by the normal equations (at most 3 unknowns), None when singular."""
+    p = len(cols)
+    A = [[sum(ci * cj for ci, cj in zip(cols[i], cols[j])) for j in range(p)] for i in range(p)]
+    v = [sum(ci * yi for ci, yi in zip(cols[i], y)) for i in range(p)]
+    # Gaussian elimination with partial pivoting
+    for c in range(p):
+        piv = max(range(c, p), key=lambda r: abs(A[r][c]))
+        if abs(A[piv][c]) < 1e-18:
+            return None
+        A[c], A[piv] = A[piv], A[c]
+        v[c], v[piv] = v[piv], v[c]
+        for r in range(c + 1, p):
+            f = A[r][c] / A[c][c]
+            for j in range(c, p):
+                A[r][j] -= f * A[c][j]
+            v[r] -= f * v[c]
+    x = [0.0] * p
+    for r in range(p - 1, -1, -1):
+        x[r] = (v[r] - sum(A[r][j] * x[j] for j in range(r + 1, p))) / A[r][r]
+    return x
+
+
+class LearnedPolicy(Policy):
+    name = "learned"
+    summary = "learns the cost curve and the acceptance rate online; runs the K of highest predicted tok/s"
+    PARAMS = (
+        Param("k_max", int, 16, 1, MAX_K, "largest K considered"),
+        Param("base_iters", int, 3, 1, 64, "K=0 iterations that measure c(1), the cost of a plain step"),
+        Param("cost_window", int, 9, 1, 1024, "recent samples per verified-token count whose median is its cost"),
+        Param("stale_after", int, 2048, 16, 10_000_000, "iterations after which a cost point is re-measured before use"),
+        Param("accept_halflife", float, 16.0, 1.0, 100_000.0, "iterations after which an acceptance observation counts half"),
+        Param("accept_prior", float, 0.5, 0.0, 1.0, "acceptance assumed before any draft was verified"),
+        Param("hysteresis", float, 0.01, 0.0, 1.0, "change K only when the prediction improves by more than this fraction"),
+        Param("min_utility", float, 1.0, 0.0, 100.0, "speculate only where the predicted U reaches this"),
+        Param("refresh_every", int, 32, 0, 1_000_000,
+              "while speculating, every this many iterations one re-measures c(1) or the runner-up K (0: never)"),
+        Param("probe_after", int, 16, 1, 1_000_000, "iterations with speculation off before a probe drafts again"),
+        Param("probe_max", int, 512, 1, 10_000_000, "longest interval between probes"),
+        Param("memory", bool, True, None, None, "carry the learned costs and acceptance over to the next request"),
+        Param("carry_weight", float, 4.0, 0.0, 1000.0, "pseudo-iterations of acceptance evidence carried into a new request"),
+    )
+
+    def __init__(self, **overrides):
+        super().__init__(**overrides)
+        self._forget()
+
+    def _validate_all(self) -> None:
+        if self.get("probe_after") > self.get("probe_max"):
+            raise PolicyError(
+                f"probe_after ({self.get('probe_after')}) must not exceed probe_max ({self.get('probe_max')})")
+
+    def _on_param_change(self, key: str) -> None:
+        if key == "cost_window":
+            w = self.get("cost_window")
+            self._costs = {n: deque(d, maxlen=w) for n, d in self._costs.items()}
+        self._decide()
+
+    # -- learned state -----------------------------------------------------------------------
+    def _forget(self) -> None:
+        self._n = 0  # iterations observed
+        self._costs: dict[int, deque[float]] = {}  # n verified -> recent verify+bookkeeping times
+        self._cost_at: dict[int, int] = {}  # n -> iteration of its latest sample
+        self._uniq: dict[int, float] = {}  # n -> running mean unique experts per MoE layer
+        self._draft = deque(maxlen=self.get("cost_window"))  # recent draft seconds per token
+        self._succ = 0.0  # decayed accepted positions
+        self._fail = 0.0  # decayed rejected positions
+        self._ever_drafted = False
+        self._off_for = 0  # consecutive iterations with speculation off
+        self._probe_every = self.get("probe_after")
+        self._probing = False
+        self._since_refresh = 0  # iterations since the last upkeep sample
+        self._maintaining = False
+        self._refreshes = 0
+        self._imported: set[int] = set()  # cost points that came from the cache, not measured here
+        self._decision = Decision(0, "base", f"measuring c(1): {self.get('base_iters')} iterations at K=0")
+        self._pred: dict[int, float] = {}
+
+    def reset(self) -> None:
+        if not self.get("memory"):
+            costs = self.export_costs() if self._imported else None
+            self._forget()
+            if costs:  # a cache seeds every request, memory or not
+                self.import_costs(costs)
+            return
+        total = self._succ + self._fail
+        w = self.get("carry_weight")
+        if total > w > 0:
+            self._succ, self._fail = self._succ * w / total, self._fail * w / total
+        elif w == 0:
+            self._succ = self._fail = 0.0
+        self._off_for = 0
+        self._probe_every = self.get("probe_after")
+        self._probing = False
+        self._decide()
+
+    def export_costs(self) -> dict[str, Any]:
+        """The learned cost curve, for a cache kept outside the policy (JSON-ready)."""
+        return {
+            "format": COSTS_FORMAT,
+            "costs": {str(n): _median(d) for n, d in sorted(self._costs.items()) if d},
+            "samples": {str(n): len(d) for n, d in sorted(self._costs.items()) if d},
+            "unique_experts": {str(n): u for n, u in sorted(self._uniq.items())},
+            "draft_per_token": _median(self._draft) if self._draft else None,
+        }
+
+    def import_costs(self, data: dict[str, Any]) -> bool:
+        """Start from a cost curve :meth:`export_costs` wrote (another run on the same model,
+        drafter, backend, device and threads). Points measured in this run win. Returns False
+        (and changes nothing) for data of another format."""
+        try:
+            if int(data.get("format", -1)) != COSTS_FORMAT:
+                return False
+            costs = {int(n): float(c) for n, c in data["costs"].items()}
+            d = data.get("draft_per_token")
+            d = None if d is None else float(d)
+        except (AttributeError, KeyError, TypeError, ValueError):
+            return False
+        if any(n < 1 or not c > 0 or not math.isfinite(c) for n, c in costs.items()):
+            return False
+        for n, c in costs.items():
+            if n not in self._costs or n in self._imported:
+                self._costs[n] = deque([c], maxlen=self.get("cost_window"))
+                self._cost_at[n] = self._n
+                self._imported.add(n)
+        if d is not None and d >= 0 and math.isfinite(d) and not self._draft:
+            self._draft.append(d)
+        self._decide()
+        return True
+
+    # -- the model ---------------------------------------------------------------------------
+    def acceptance(self) -> float:
+        total = self._succ + self._fail
+        prior = self.get("accept_prior")
+        return (self._succ + prior) / (total + 1.0)  # one pseudo-observation of the prior
+
+    def _fresh_costs(self) -> dict[int, float]:
+        horizon = self._n - self.get("stale_after")
+        return {n: _median(d) for n, d in self._costs.items()
+                if d and (self._cost_at.get(n, -1) >= horizon or n in self._imported)}
+
+    def _settled(self, pts: dict[int, float]) -> dict[int, float]:
+        """Points with enough samples (``SETTLE``) that one slow iteration cannot rule them out."""
+        return {n: c for n, c in pts.items() if len(self._costs[n]) >= SETTLE or n in self._imported}
+
+    def cost(self, n: int) -> float | None:
+        """Predicted verify + bookkeeping seconds for ``n`` verified tokens (None: nothing known).
+
+        A point with a full window of samples (``cost_window``) is its median; one with fewer,
+        the smaller of its median and the curve through the other points (slow first samples,
+        a busy moment of the machine, must not rule a K out for good: it is tried again until
+        its window is full); anything else comes from the curve."""
+        pts = self._fresh_costs()
+        if not pts:
+            return None
+        settled = self._settled(pts)
+        if n in pts and (len(self._costs[n]) >= self.get("cost_window") or n in self._imported):
+            return pts[n]
+        others = {m: c for m, c in pts.items() if m != n}
+        if n in pts and len(others) < 2:
+            return pts[n]  # no curve to compare a first sample with: take it as measured
+        if not others:
+            return None
+        a, b, g = _fit_curve(others)
+        pred = a + b * (n - 1) + g * math.log(n)
+        # the cost never falls as n grows: at least the largest settled cost below n
+        below = [c for m, c in settled.items() if m < n]
+        pred = max(pred, max(below) if below else 0.0, 1e-12)
+        return min(pred, pts[n]) if n in pts else pred
+
+    def _lower_cost(self, n: int) -> float | None:
+        """The cheapest ``c(n)`` can be: cost never falls as n grows, so at least the fastest
+        sample of any settled point at or below n (settled and the fastest, so one slow moment
+        of the machine cannot rule a K out)."""
+        fresh = self._fresh_costs()
+        below = [min(self._costs[m]) for m in self._settled(fresh) if m <= n]
+        return max(below) if below else None
+
+    def _draft_per_token(self) -> float:
+        return _median(self._draft) if self._draft else 0.0
+
+    def predict(self, k: int) -> float | None:
+        """Predicted utility of ``k`` (speedup over K=0), None until c(1) is known."""
+        return self._utility_at(k, self.acceptance())
+
+    def _utility_at(self, k: int, a: float) -> float | None:
+        t0 = self.cost(1)
+        if t0 is None or t0 <= 0:
+            return None
+        if k == 0:
+            return 1.0
+        tk = k * self._draft_per_token() + self.cost(k + 1)
+        return expected_emitted(a, k) * t0 / tk if tk > 0 else None
+
+    def _best_case_beats_off(self, k: int) -> bool:
+        t0 = self.cost(1)
+        lo = self._lower_cost(k + 1)
+        if t0 is None or lo is None:
+            return True
+        return (k + 1) * t0 > k * self._draft_per_token() + lo
+
+    # -- decisions ---------------------------------------------------------------------------
+    def _decide(self) -> None:
+        """Recompute the decision from what is known (called after each observation)."""
+        fresh = self._fresh_costs()
+        have = len(self._costs.get(1, ()))
+        if 1 in self._imported:
+            pass  # a cached c(1): the first plain steps of this run replace it as they come
+        elif 1 not in fresh or have < self.get("base_iters"):
+            left = self.get("base_iters") - have if 1 in fresh else 1
+            self._decision = Decision(0, "base", f"measuring c(1): {max(left, 1)} iterations at K=0")
+            self._pred = {}
+            return
+        kmax = self.get("k_max")
+        pred = {k: self.predict(k) for k in range(0, kmax + 1)}
+        # explore geometrically: an unmeasured K only up to twice the largest n measured so far
+        reach = 2 * max(fresh)
+        allowed = [k for k in range(1, kmax + 1)
+                   if self._best_case_beats_off(k) and (k + 1 in fresh or k + 1 <= reach)]
+        self._pred = {k: u for k, u in pred.items() if u is not None}
+        cur = self._decision.k if self._decision.phase in ("set", "test") else 0
+        best = max(allowed, key=lambda k: (pred[k], -k)) if allowed else 0
+        best_u = pred[best] if allowed else 1.0
+        if best_u < self.get("min_utility"):
+            best, best_u = 0, 1.0
+        cur_u = pred.get(cur) if cur <= kmax else None
+        if cur_u is not None and cur != best and best_u <= cur_u * (1.0 + self.get("hysteresis")) \
+                and (cur == 0 or cur_u >= self.get("min_utility")):
+            best, best_u = cur, cur_u  # not worth the change
+        a = self.acceptance()
+        if best == 0:
+            unseen = not self._ever_drafted  # no draft verified yet: only the prior decided
+            if (unseen or self._off_for >= self._probe_every) and allowed:
+                # probe where it would pay if the drafter now agreed (acceptance 0.9): a longer
+                # draft tells more about the acceptance than one token can
+                k = max(allowed, key=lambda k: (self._utility_at(k, PROBE_ACCEPT), -k))
+                self._probing = True
+                why = "no draft verified yet" if unseen else f"acceptance unseen for {self._off_for} iterations"
+                self._decision = Decision(k, "test", f"probing K={k}: {why}")
+                return
+            why = (f"no K beats plain decoding: best predicted U(K={max(allowed, key=lambda k: pred[k])})="
+                   f"{max(pred[k] for k in allowed):.2f}" if allowed else
+                   "no K can beat plain decoding even if every draft were accepted")
+            self._decision = self._keep_reason(Decision(0, "set", f"{why}; speculation off"))
+            return
+        measured = (best + 1) in self._settled(fresh) and (best + 1) not in self._imported
+        every = self.get("refresh_every")
+        if measured and every and self._since_refresh >= every:
+            # one iteration of upkeep: c(1) every other time, else the runner-up K, so that one
+            # unlucky sample (a slow moment of the machine) cannot decide for good
+            others = [k for k in allowed if k != best]
+            if self._refreshes % 2 == 0 or not others:
+                k, why = 0, "re-measuring c(1)"
+            else:
+                k = max(others, key=lambda k: (pred[k], -k))
+                why = f"re-measuring the runner-up K={k} (predicted U={pred[k]:.2f})"
+            self._decision = Decision(k, "test", f"{why}: one iteration, then K={best} again")
+            self._maintaining = True
+            return
+        phase = "set" if measured else "test"
+        reason = (f"K={best}: highest predicted tok/s (U={best_u:.2f} at acceptance {a:.2f})" if measured
+                  else f"trying K={best}: predicted U={best_u:.2f} from the cost curve, cost not yet measured")
+        self._decision = self._keep_reason(Decision(best, phase, reason))
+
+    def _keep_reason(self, d: Decision) -> Decision:
+        """Keep the previous reason text while K and phase stay (its numbers would otherwise
+        change every iteration and flood the transition log)."""
+        old = self._decision
+        if (old.k, old.phase) == (d.k, d.phase) and old.reason.split(":")[0] == d.reason.split(":")[0]:
+            return old
+        return d
+
+    def decide(self) -> Decision:
+        d = self._decision
+        return Decision(min(d.k, self.get("k_max")), d.phase, d.reason)
+
+    def observe(self, obs: Observation) -> None:
+        self._n += 1
+        n = obs.drafted + 1
+        c = max(obs.iter_s - obs.draft_s, 0.0)
+        w = self.get("cost_window")
+        if n in self._imported:  # a measured point replaces the cached one
+            self._imported.discard(n)
+            self._costs[n] = deque(maxlen=w)
+        catch_up = obs.drafted > 0 and self._off_for > 0  # the drafter re-reads what it skipped
+        self._costs.setdefault(n, deque(maxlen=w)).append(c)
+        self._cost_at[n] = self._n
+        if obs.unique_experts is not None:
+            u0 = self._uniq.get(n)
+            self._uniq[n] = obs.unique_experts if u0 is None else 0.9 * u0 + 0.1 * obs.unique_experts
+        if obs.drafted > 0 and (not catch_up or not self._draft):  # a catch-up beats knowing nothing
+            self._draft.append(obs.draft_s / obs.drafted)
+        # evidence fades per iteration, drafted or not: after a long stretch without speculation
+        # the next probe's outcome decides, not what the text was like long ago
+        decay = 0.5 ** (1.0 / self.get("accept_halflife"))
+        self._succ *= decay
+        self._fail *= decay
+        if obs.drafted > 0:
+            self._ever_drafted = True
+            self._succ += obs.accepted
+            self._fail += 1.0 if obs.accepted < obs.drafted else 0.0
+        was_probe = self._probing
+        self._probing = False
+        if self._maintaining:
+            self._maintaining = False
+            self._since_refresh = 0
+            self._refreshes += 1
+        else:
+            self._since_refresh += 1
+        if obs.drafted == 0 and obs.k == 0:
+            self._off_for += 1
+        elif obs.drafted > 0:
+            self._off_for = 0
+        self._decide()
+        if was_probe:
+            if self._decision.k == 0:  # the probe did not turn speculation on: wait longer
+                self._probe_every = min(self._probe_every * 2, self.get("probe_max"))
+            else:
+                self._probe_every = self.get("probe_after")
+
+    # -- reporting ---------------------------------------------------------------------------
+    def utility(self) -> float | None:
+        return self._pred.get(self._decision.k) if self._pred else None
+
+    def measured_utilities(self) -> dict[int, float]:
+        """Predicted U of every K whose verify cost was measured in this run."""
+        fresh = self._fresh_costs()
+        return {k: u for k, u in self._pred.items() if k > 0 and (k + 1) in fresh and (k + 1) not in self._imported}
+
+    def t_base(self) -> float | None:
+        return self.cost(1)
+
+    def backoff(self) -> int | None:
+        if self._decision.k == 0 and self._decision.phase == "set":
+            return max(self._probe_every - self._off_for, 0)
+        return None
+
+    def _state_extra(self) -> dict:
+        return {
+            "acceptance": round(self.acceptance(), 4),
+            "draft_per_token": self._draft_per_token(),
+            "costs": {str(n): c for n, c in sorted(self._fresh_costs().items())},
+            "unique_experts": {str(n): round(u, 3) for n, u in sorted(self._uniq.items())},
+            "predicted": {str(k): round(u, 4) for k, u in sorted(self._pred.items())},
+            "cached_points": sorted(self._imported),
+        }
