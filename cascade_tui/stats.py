@@ -78,6 +78,26 @@ class RunStats(DecodeRates):
     k0_n: int = 0
     emitted: list[int] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    switches: int = 0  # times speculation turned on or off (K = 0 <-> K > 0) between iterations
+    _last_on: bool | None = field(default=None, repr=False)
+
+    def speculation_line(self) -> str:
+        """One line saying what speculation did, e.g. ``speculation: on for 62% of iterations
+        (switched on/off 5 times), 1.41x vs no speculation (estimated)``."""
+        share = self.speculation_share
+        if not self.iterations:
+            return "speculation: nothing was generated"
+        if not share:
+            return f"speculation: off for all {self.iterations} iterations (policy {self.policy or '?'})"
+        text = f"speculation: on for {share:.0%} of iterations"
+        if self.switches:
+            text += f" (switched on/off {self.switches} times)"
+        est = self.estimated_speedup
+        if est is not None:
+            text += f", {est:.2f}x vs no speculation (estimated from {self.k0_n} plain steps)"
+        else:
+            text += "; no speedup estimate (too few plain steps to compare with; try --policy off)"
+        return text
 
     @property
     def t_base(self) -> float | None:
@@ -98,6 +118,7 @@ class RunStats(DecodeRates):
 
     def add(self, ev: Event) -> None:  # dispatches on ev.type: no engine import needed
         if ev.type == "turn":
+            self._last_on = None  # a new request: its first K is not a switch
             if not self.turns:
                 self.policy, self.temperature = ev.policy, ev.temperature
             self.turns += 1
@@ -110,6 +131,10 @@ class RunStats(DecodeRates):
             self.decode_s += ev.iter_s
             self.capture_s += getattr(ev, "capture_s", 0.0) or 0.0
             self.k_hist[ev.k] += 1
+            on = ev.k > 0
+            if self._last_on is not None and on != self._last_on:
+                self.switches += 1
+            self._last_on = on
             self.phase_hist[ev.phase] += 1
             self.emitted.extend(ev.emitted)
             if ev.k == 0:
@@ -152,6 +177,7 @@ class RunStats(DecodeRates):
             "mean_utility": self.utility_sum / self.utility_n if self.utility_n else None,
             "mean_unique_experts": self.unique_sum / self.unique_n if self.unique_n else None,
             "speculation_share": self.speculation_share,
+            "speculation_switches": self.switches,
             "estimated_speedup": None if speedup is None else round(speedup, 4),
         }
 

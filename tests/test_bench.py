@@ -21,7 +21,7 @@ from cascade_tui.stats import RunStats
 from fakes import FakeModel, ScriptedClock, moe_cost
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-POLICIES = ["off", "static:1", "static:2", "static:3", "cascade", "heuristic"]
+POLICIES = ["off", "static:1", "static:2", "static:3", "cascade", "heuristic", "learned"]
 WORKLOADS = {"code": ["def f(x):", "class A:", "import os"], "math": ["2+2=", "x*y"]}
 
 
@@ -178,7 +178,7 @@ def test_ctrl_c_returns_a_partial_report(tmp_path):
 
     report = bench(progress=progress)
     assert report.interrupted and not report.complete
-    assert len(report.runs) == 4 and report.runs_planned == 30
+    assert len(report.runs) == 4 and report.runs_planned == 5 * len(POLICIES)
     d = json.loads(write_json(report, tmp_path / "r.json").read_text())
     assert d["partial"] is True and d["runs_done"] == 4
     assert {r["policy"] for r in d["results"]} == {"off", "static:1", "static:2", "static:3"}
@@ -453,3 +453,59 @@ def test_cascade_keeps_what_it_learned_across_a_workloads_prompts():
     assert sum(r.drafted for r in with_memory[1:]) < sum(r.drafted for r in without[1:])
     assert sum(r.decode_s for r in with_memory) < sum(r.decode_s for r in without)
     assert [r.tokens for r in with_memory] == [r.tokens for r in without]
+
+
+# -- an empty measurement is never presented as a result (issue 12) --------------------------------
+def test_a_workload_that_generated_nothing_is_reported_and_left_out():
+    rep = handmade()
+    rep.workloads["dead"] = ("p1", "p2")
+    rep.sources["dead"] = "s"
+    for i in range(2):
+        for p in rep.policies:
+            r = run("dead", i, p, 0, 0.0, {})
+            r.stop_reason, r.prompt = "eos", f"prompt {i}\nmore"
+            rep.runs.append(r)
+    assert rep.empty_workloads() == ["dead"]
+    assert "dead" not in {a.workload for a in rep.results()}
+    assert "dead" not in {r.workload for r in rep.recommendations()}
+    assert "dead" not in rep.summary()["cascade_speedup_vs_off"]
+    lines = summary_lines(rep)
+    assert any(x.startswith("WARNING: dead: no prompt generated any token") for x in lines)
+    notes = [x for x in lines if x.startswith("NOTE: dead")]
+    assert notes == ["NOTE: dead #1 generated no tokens (stop: eos): 'prompt 0'",
+                     "NOTE: dead #2 generated no tokens (stop: eos): 'prompt 1'"]
+    assert not rep.nothing_generated
+    d = rep.to_dict()
+    assert d["summary"]["empty_workloads"] == ["dead"] and len(d["summary"]["empty_requests"]) == 2
+
+
+def test_bench_that_generates_nothing_says_so_in_one_line_and_exits_1(tmp_path):
+    """A docstring-terminated prompt makes the shipped demo target stop at EOS at once (its corpus had
+    no docstrings): nothing is measured, and bench must not print a table of zeros."""
+    from cascade_tui.demo import demo_draft_path, demo_target_path
+
+    prompt = ('def running_mean(values: list[float], window: int) -> list[float]:\n'
+              '    """Return the mean of each full window of ``window`` consecutive values."""\n')
+    p = tmp_path / "p.jsonl"
+    p.write_text(json.dumps({"prompt": prompt, "workload": "code"}) + "\n")
+    res = CliRunner().invoke(bench_app(), [
+        "bench", "--model", str(demo_target_path()), "--draft", str(demo_draft_path()), "--threads", "1",
+        "--prompts", str(p), "--policies", "off,static:1", "-n", "8", "--json", str(tmp_path / "r.json")])
+    assert res.exit_code == 1, res.output + res.stderr
+    err = res.stderr.strip().splitlines()
+    assert err[-1].startswith("cascade-tui: error: no request generated any token") and "'eos'" in err[-1]
+    assert "tok/s" not in res.stdout and "recommendation" not in res.stdout
+    d = json.loads((tmp_path / "r.json").read_text())
+    assert d["summary"]["empty_requests"][0]["stop_reason"] == "eos"
+
+
+def test_utility_check_compares_prediction_with_static_k():
+    rep = handmade()
+    rep.policies.append("learned")
+    rep.predictions[("code", "learned")] = [{1: 1.2, 2: 1.5}, {1: 1.2, 2: 1.5}]
+    rep.predictions[("chat", "learned")] = [{1: 0.8, 2: 0.5}]
+    chk = rep.utility_check()["learned"]
+    got = {(p["workload"], p["k"]): (p["predicted"], round(p["realized"], 4)) for p in chk["points"]}
+    assert got == {("code", 1): (1.2, 1.2), ("code", 2): (1.5, 1.5), ("chat", 1): (0.8, 0.8), ("chat", 2): (0.5, 0.5)}
+    assert chk["r2"] == pytest.approx(1.0)
+    assert any("learned predicted utility / static:K's realized speedup, R^2 1.00" in x for x in summary_lines(rep))

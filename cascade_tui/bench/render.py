@@ -45,10 +45,11 @@ def render_table(report: BenchReport):
 
     t = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1), collapse_padding=True, pad_edge=False,
               caption="vs off: tokens/s ratio on the same prompts; accept: accepted/drafted; uniq: unique "
-                      "experts per MoE layer per iteration; = off: greedy output identical to off")
+                      "experts per MoE layer per iteration; capture: routing capture time, kept out of tok/s, "
+                      "as a share of it; = off: greedy output identical to off")
     for name, just in (("workload", "left"), ("policy", "left"), ("n", "right"), ("tok/s", "right"),
                        ("vs off", "right"), ("accept", "right"), ("mean K", "right"), ("uniq", "right"),
-                       ("tokens", "right"), ("= off", "center")):
+                       ("capture", "right"), ("tokens", "right"), ("= off", "center")):
         t.add_column(name, justify=just, no_wrap=True)
     results = report.results()
     best: dict[str, str] = {r.workload: r.policy for r in report.recommendations()}
@@ -65,7 +66,7 @@ def render_table(report: BenchReport):
         same = {True: "yes", False: "[bold red]NO[/]", None: "-"}[a.identical_to_off]
         t.add_row(a.workload, a.policy, str(a.prompts), f"{a.tokens_per_s:.1f}", speed,
                   _fmt(a.acceptance_rate, ".0%"), f"{a.mean_k:.2f}", _fmt(a.mean_unique_experts, ".2f"),
-                  str(a.generated_tokens), same)
+                  _fmt(a.capture_share if a.capture_s else None, ".1%"), str(a.generated_tokens), same)
     return t
 
 
@@ -74,13 +75,32 @@ def summary_lines(report: BenchReport) -> list[str]:
     lines = []
     for w, src in report.sources.items():
         lines.append(f"prompts: {w}: {len(report.workloads[w])} from {src}")
-    if s["cascade_worst_speedup_vs_off"] is not None:
-        per = ", ".join(f"{w} {v:.2f}x" for w, v in s["cascade_speedup_vs_off"].items())
-        lines.append(f"cascade vs off: worst {s['cascade_worst_speedup_vs_off']:.2f}x ({per})")
-    vs = s["cascade_vs_best_static"]
-    if vs["min"] is not None:
-        per = ", ".join(f"{w} {v['ratio']:.2f}x of {v['best_static']}" for w, v in vs["per_workload"].items())
-        lines.append(f"cascade vs best static K: min {vs['min']:.2f}x ({per})")
+    for r in report.empty_requests():
+        preview = r.prompt.strip().splitlines()[0][:50] if r.prompt.strip() else "(empty)"
+        lines.append(f"NOTE: {r.workload} #{r.prompt_index + 1} generated no tokens (stop: {r.stop_reason}): "
+                     f"{preview!r}")
+    for w in report.empty_workloads():
+        lines.append(f"WARNING: {w}: no prompt generated any token; nothing was measured, so it is left out "
+                     "of the table, the summary and the recommendation")
+    for pol, ps in s["policies"].items():
+        if ps["worst_speedup_vs_off"] is not None:
+            per = ", ".join(f"{w} {v:.2f}x" for w, v in ps["speedup_vs_off"].items())
+            lines.append(f"{pol} vs off: worst {ps['worst_speedup_vs_off']:.2f}x ({per})")
+        vs = ps["vs_best_static"]
+        if vs["min"] is not None:
+            per = ", ".join(f"{w} {v['ratio']:.2f}x of {v['best_static']}" for w, v in vs["per_workload"].items())
+            lines.append(f"{pol} vs best static K: min {vs['min']:.2f}x ({per})")
+    for pol, chk in report.utility_check().items():
+        if not chk["points"]:
+            continue
+        pts = ", ".join(f"{p['workload']} K={p['k']} {p['predicted']:.2f}/{p['realized']:.2f}" for p in chk["points"])
+        r2 = "" if chk["r2"] is None else f", R^2 {chk['r2']:.2f}"
+        lines.append(f"{pol} predicted utility / static:K's realized speedup{r2}: {pts}")
+    captured = sum(r.capture_s for r in report.runs)
+    if captured:
+        decode = sum(r.decode_s for r in report.runs)
+        lines.append(f"routing capture: {captured * 1e3:.1f} ms in all ({captured / decode:.1%} of decode time), "
+                     "timed apart and kept out of every tok/s and speedup above")
     if s["all_identical_to_off"] is False:
         bad = sorted({f"{r.workload} #{r.prompt_index + 1} {r.policy}" for r in report.runs if r.identical_to_off is False})
         lines.append("WARNING: greedy output differed from off in: " + ", ".join(bad))

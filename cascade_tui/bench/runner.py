@@ -90,6 +90,8 @@ class RunResult:
     tokens: list[int] = field(repr=False, default_factory=list)
     identical_to_off: bool | None = None
     draft_prefill_s: float = 0.0  # drafter reading the prompt before the request (not in decode_s)
+    capture_s: float = 0.0  # routing capture inside the verifies (not in decode_s)
+    prompt: str = field(repr=False, default="")
 
     @property
     def tokens_per_s(self) -> float:
@@ -110,6 +112,7 @@ class RunResult:
             "mean_k": mean_k_of(self.k_hist),
             "stop_reason": self.stop_reason,
             "identical_to_off": self.identical_to_off,
+            "routing_capture_s": round(self.capture_s, 6),
         }
 
 
@@ -135,6 +138,12 @@ class Aggregate(DecodeRates):
     speedup_vs_off: float | None
     identical_to_off: bool | None
     draft_prefill_s: float = 0.0
+    capture_s: float = 0.0
+
+    @property
+    def capture_share(self) -> float | None:
+        """Routing capture time as a share of decode time (kept out of decode time)."""
+        return self.capture_s / self.decode_s if self.decode_s > 0 else None
 
     def to_dict(self) -> dict:
         return {
@@ -151,6 +160,8 @@ class Aggregate(DecodeRates):
             "iterations": self.iterations,
             "decode_s": round(self.decode_s, 6),
             "draft_prefill_s": round(self.draft_prefill_s, 6),
+            "routing_capture_s": round(self.capture_s, 6),
+            "routing_capture_share": _round(self.capture_share),
             "k_histogram": {str(k): v for k, v in sorted(self.k_hist.items())},
         }
 
@@ -187,6 +198,8 @@ class BenchReport:
     runs_planned: int = 0
     interrupted: bool = False
     meta: dict = field(default_factory=dict)  # machine, threads, ... (added by the caller)
+    # (workload, adaptive policy) -> one {K: predicted utility} per prompt, from Policy.state()
+    predictions: dict = field(default_factory=dict)
 
     @property
     def complete(self) -> bool:
@@ -240,46 +253,115 @@ class BenchReport:
             speedup_vs_off=self.ratio(workload, policy, "off"),
             identical_to_off=all(flags) if flags else None,
             draft_prefill_s=sum(r.draft_prefill_s for r in runs),
+            capture_s=sum(r.capture_s for r in runs),
         )
+
+    # -- what was (not) measured -----------------------------------------------------------------
+    def empty_requests(self) -> list[RunResult]:
+        """Requests that generated nothing (one per prompt: off's run when there is one)."""
+        out, seen = [], set()
+        for r in sorted(self.runs, key=lambda r: r.policy != "off"):
+            key = (r.workload, r.prompt_index)
+            if r.generated_tokens == 0 and key not in seen:
+                seen.add(key)
+                out.append(r)
+        return sorted(out, key=lambda r: (list(self.workloads).index(r.workload), r.prompt_index))
+
+    def empty_workloads(self) -> list[str]:
+        """Workloads that ran but generated no token at all: nothing was measured there."""
+        return [w for w in self.workloads
+                if any(r.workload == w for r in self.runs)
+                and not any(r.generated_tokens for r in self.runs if r.workload == w)]
+
+    @property
+    def measured_workloads(self) -> list[str]:
+        empty = set(self.empty_workloads())
+        return [w for w in self.workloads if w not in empty]
+
+    @property
+    def nothing_generated(self) -> bool:
+        return bool(self.runs) and not any(r.generated_tokens for r in self.runs)
+
+    @property
+    def adaptive(self) -> list[str]:
+        """The policies that choose K themselves (everything but off and static:K)."""
+        return [p for p in self.policies if p != "off" and not p.startswith("static:")]
+
+    # -- does the utility a policy predicts come true? ------------------------------------------
+    def utility_check(self) -> dict:
+        """Per adaptive policy: its predicted utility of each K (mean over the prompts of a
+        workload) next to the speedup static:K really reached over off on the same prompts, and
+        R^2 of prediction against realization over every (workload, K) pair."""
+        statics = {int(p.split(":")[1]): p for p in self.policies if p.startswith("static:")}
+        out: dict = {}
+        for pol in self.adaptive:
+            points = []
+            for w in self.measured_workloads:
+                snaps = self.predictions.get((w, pol)) or []
+                for k, label in sorted(statics.items()):
+                    vals = [s[k] for s in snaps if s.get(k) is not None]
+                    realized = self.ratio(w, label, "off")
+                    if vals and realized is not None:
+                        points.append({"workload": w, "k": k, "predicted": sum(vals) / len(vals),
+                                       "realized": realized})
+            out[pol] = {"points": points, "r2": r_squared([p["predicted"] for p in points],
+                                                          [p["realized"] for p in points])}
+        return out
 
     def results(self) -> list[Aggregate]:
         out = []
-        for w in self.workloads:
+        for w in self.measured_workloads:
             for p in self.policies:
                 a = self.aggregate(w, p)
                 if a is not None:
                     out.append(a)
         return out
 
-    def summary(self) -> dict:
+    def policy_summary(self, policy: str) -> dict:
+        """One adaptive policy against off and against the best static K, per workload."""
         statics = [p for p in self.policies if p.startswith("static:")]
         per_off: dict[str, float] = {}
         per_static: dict[str, dict] = {}
-        for w in self.workloads:
-            s = self.ratio(w, "cascade", "off")
+        for w in self.measured_workloads:
+            s = self.ratio(w, policy, "off")
             if s is not None:
                 per_off[w] = round(s, 4)
             best = max(((p, self.ratio(w, p, "off")) for p in statics), key=lambda x: x[1] or 0.0, default=None)
             if best is not None and best[1] is not None:
-                r = self.ratio(w, "cascade", best[0])
+                r = self.ratio(w, policy, best[0])
                 if r is not None:
                     per_static[w] = {"ratio": round(r, 4), "best_static": best[0],
                                      "best_static_speedup_vs_off": round(best[1], 4)}
-        flags = [r.identical_to_off for r in self.runs if r.identical_to_off is not None]
         return {
-            "cascade_speedup_vs_off": per_off,
-            "cascade_worst_speedup_vs_off": min(per_off.values()) if per_off else None,
-            "cascade_vs_best_static": {
+            "speedup_vs_off": per_off,
+            "worst_speedup_vs_off": min(per_off.values()) if per_off else None,
+            "vs_best_static": {
                 "per_workload": per_static,
                 "min": min(v["ratio"] for v in per_static.values()) if per_static else None,
             },
+        }
+
+    def summary(self) -> dict:
+        flags = [r.identical_to_off for r in self.runs if r.identical_to_off is not None]
+        casc = self.policy_summary("cascade")
+        check = self.utility_check()
+        return {
+            "cascade_speedup_vs_off": casc["speedup_vs_off"],
+            "cascade_worst_speedup_vs_off": casc["worst_speedup_vs_off"],
+            "cascade_vs_best_static": casc["vs_best_static"],
+            "policies": {p: self.policy_summary(p) for p in self.adaptive},
+            "utility_r2": {p: (None if v["r2"] is None else round(v["r2"], 4)) for p, v in check.items()},
             "all_identical_to_off": all(flags) if flags else None,
+            "empty_workloads": self.empty_workloads(),
+            "empty_requests": [{"workload": r.workload, "prompt_index": r.prompt_index,
+                                "stop_reason": r.stop_reason, "prompt": r.prompt[:80]}
+                               for r in self.empty_requests()],
             "recommendations": [r.to_dict() for r in self.recommendations()],
         }
 
     def recommendations(self) -> list[Recommendation]:
         out = []
-        for w in self.workloads:
+        for w in self.measured_workloads:
             aggs = {p: a for p in self.policies if (a := self.aggregate(w, p)) is not None}
             if "off" not in aggs:
                 continue
@@ -330,9 +412,32 @@ class BenchReport:
             **self.meta,
             "results": [a.to_dict() for a in self.results()],
             "summary": self.summary(),
+            "utility_check": self.utility_check(),
             "runs": [r.to_dict() for r in self.runs],
             "skipped": list(self.skipped),
         }
+
+
+def r_squared(pred: Sequence[float], real: Sequence[float]) -> float | None:
+    """1 - SS_res / SS_tot of ``pred`` against ``real`` (None below 3 points or without spread)."""
+    if len(real) < 3:
+        return None
+    mean = sum(real) / len(real)
+    ss_tot = sum((y - mean) ** 2 for y in real)
+    if ss_tot <= 0:
+        return None
+    return 1.0 - sum((y - p) ** 2 for p, y in zip(pred, real)) / ss_tot
+
+
+def _predicted(policy: Policy) -> dict[int, float]:
+    """What a policy predicts per K right now: ``predict(K)`` when it has one (``learned``),
+    else the utilities it measured (``cascade``)."""
+    pred = getattr(policy, "predict", None)
+    if callable(pred):
+        kmax = policy.params.get("k_max", 16)
+        out = {k: pred(k) for k in range(1, int(kmax) + 1)}
+        return {k: u for k, u in out.items() if u is not None}
+    return dict(policy.measured_utilities())
 
 
 def _tps(runs: Sequence[RunResult]) -> float:
@@ -474,7 +579,10 @@ def run_bench(
                         unique_sum=stats.unique_sum, unique_n=stats.unique_n,
                         stop_reason=stats.reason, tokens=tokens,
                         identical_to_off=None if off_tokens is None else tokens == off_tokens,
+                        capture_s=stats.capture_s, prompt=prompt,
                     ))
+                    if pol.label in report.adaptive:
+                        report.predictions.setdefault((w, pol.label), []).append(_predicted(pol))
                     done += 1
         if progress:
             progress(len(report.runs), report.runs_planned, None)

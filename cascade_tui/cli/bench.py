@@ -114,6 +114,17 @@ def bench(
     report.meta["draft_info"] = dmodel.info.to_dict() if dmodel is not None else None
     report.meta["argv"] = sys.argv[1:]
 
+    if report.nothing_generated:
+        # nothing to show or recommend: say so, keep the JSON (the stop reasons are in it)
+        if json_path is not None:
+            try:
+                write_json(report, json_path)
+            except BenchError:
+                pass
+        first = report.empty_requests()[0]
+        raise fail(f"no request generated any token (every one stopped at once; the first, "
+                   f"{first.workload} #{first.prompt_index + 1}, with stop reason {first.stop_reason!r}): "
+                   "nothing was measured", 1)
     out.print(render_table(report))
     for line in summary_lines(report):
         out.print(line, markup=False, highlight=False, soft_wrap=True)

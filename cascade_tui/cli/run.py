@@ -89,6 +89,7 @@ def run(
     finally:
         signal.signal(signal.SIGINT, previous_handler)
         out = session.summary()
+        spec_line = session.total.speculation_line()
         session.close()
     if code in (1, 2):
         raise typer.Exit(code)
@@ -108,4 +109,5 @@ def run(
             + (f", session {out['session']}" if out["session"] else "") + "]",
             err=True,
         )
+        typer.echo(spec_line, err=True)
     raise typer.Exit(code)

@@ -1,0 +1,40 @@
+"""Statistics of an event stream: the one-line speculation summary ``run`` prints."""
+
+from cascade_tui.engine.events import EndEvent, IterationEvent, StartEvent
+from cascade_tui.stats import RunStats
+
+
+def stats_of(ks, t_plain=1.0, t_spec=1.5, accepted=1):
+    st = RunStats()
+    st.add(StartEvent(turn=0, policy="learned"))
+    n = 0
+    for k in ks:
+        acc = min(k, accepted)
+        st.add(IterationEvent(k=k, drafted=list(range(k)), accepted=acc, emitted=[0] * (acc + 1),
+                              iter_s=t_plain if k == 0 else t_spec))
+        n += acc + 1
+    st.add(EndEvent(turn=0, generated_tokens=n, reason="max_tokens"))
+    return st
+
+
+def test_speculation_line_says_share_switches_and_estimated_speedup():
+    st = stats_of([0, 0, 0, 2, 2, 2, 0, 0, 2, 2])
+    # 5 of 10 iterations speculated; K flipped 0->2, 2->0, 0->2; 15 tokens in 12.5 s vs 1 s/token
+    assert st.switches == 3
+    assert st.speculation_line() == (
+        "speculation: on for 50% of iterations (switched on/off 3 times), 1.20x vs no speculation "
+        "(estimated from 5 plain steps)")
+    assert st.to_dict()["speculation_switches"] == 3
+
+
+def test_speculation_line_without_plain_steps_or_without_speculation():
+    assert "no speedup estimate" in stats_of([2] * 6).speculation_line()
+    assert stats_of([0] * 4).speculation_line() == "speculation: off for all 4 iterations (policy learned)"
+    assert RunStats().speculation_line() == "speculation: nothing was generated"
+
+
+def test_a_new_turn_is_not_a_switch():
+    st = stats_of([2, 2])
+    st.add(StartEvent(turn=1, policy="learned"))
+    st.add(IterationEvent(k=0, emitted=[0], iter_s=1.0))
+    assert st.switches == 0
