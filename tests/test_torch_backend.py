@@ -447,3 +447,44 @@ def test_other_moe_families_greedy_equivalence(family, tmp_path):
     finally:
         t.close()
         d.close()
+
+
+def test_sentencepiece_style_tokenizer_pieces(tmp_path):
+    """Mixtral/Llama checkpoints ship a SentencePiece-style BPE (``▁`` for spaces, ``<0xAB>`` byte
+    fallback): token bytes are what llama.cpp renders (``▁`` -> space, byte tokens -> that byte), so
+    text split across byte tokens detokenizes whole."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, processors
+
+    corpus = "def hello world(x): return x + 1\nthe quick brown fox jumps over the lazy dog"
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2}
+    for i in range(256):
+        vocab[f"<0x{i:02X}>"] = len(vocab)
+    for c in sorted(set(corpus.replace(" ", "▁")) - {"\n"} | {"▁"}):
+        vocab.setdefault(c, len(vocab))
+    merges = [("▁", "t"), ("h", "e"), ("▁t", "he"), ("▁", "f"), ("o", "x"), ("▁f", "ox")]
+    for a, b in merges:
+        vocab.setdefault(a + b, len(vocab))
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, byte_fallback=True, unk_token="<unk>", fuse_unk=True))
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in ("<unk>", "<s>", "</s>")])
+    tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(),
+                                     decoders.Strip(" ", 1, 0)])
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    tok.save(str(tmp_path / "tokenizer.json"))
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(
+        {"tokenizer_class": "LlamaTokenizerFast", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
+         "add_bos_token": True, "legacy": False}))
+    cfg = transformers.MixtralConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=32, num_hidden_layers=1,
+                                     num_attention_heads=2, num_key_value_heads=1, num_local_experts=4,
+                                     num_experts_per_tok=2, bos_token_id=1, eos_token_id=2)
+    transformers.AutoModelForCausalLM.from_config(cfg).save_pretrained(tmp_path)
+    t = load(tmp_path)
+    try:
+        text = "the lazy ✓ fox\nnew"
+        ids = t.tokenize(text)
+        assert ids[0] == 1 and t.info.extra["add_bos"] and t.eos_ids == frozenset({2})
+        assert t.detokenize(ids) == " " + text  # llama.cpp's SPM pieces keep the leading space
+        assert [t.token_bytes(i) for i in (1, 3, vocab["<0x0A>"], vocab["▁fox"])] == [b"<s>", b"\x00", b"\n", b" fox"]
+        assert t.info.vocab_fingerprint == read_info(tmp_path).vocab_fingerprint
+    finally:
+        t.close()
