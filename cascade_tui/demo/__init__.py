@@ -8,8 +8,8 @@ held-out losses and how to rebuild them.
 The commands' default target is not ``target.gguf`` itself but :func:`demo_default_target`: the
 same model grown into a memory-bound MoE (experts widened with zeros, same text; see
 :mod:`cascade_tui.demo.grow`), built once into the user cache. ``target.gguf`` fits in a CPU's
-caches: a step costs ~1.5 ms, mostly fixed per-call work, the drafter's steps cost a quarter of
-that, and speculation cannot pay whatever the drafter.
+caches: a step costs ~1 ms, much of it fixed per-call work, a drafter step half of that, and
+speculation cannot pay whatever the drafter.
 """
 
 from __future__ import annotations
@@ -52,8 +52,8 @@ def demo_target_path() -> Path:
 
 
 def demo_default_target(progress: Callable[[int, int], None] | None = None) -> Path:
-    """The default target of ``run``/``bench``/``chat``: the grown demo MoE (405 MB), in the user
-    cache, built from ``target.gguf`` on first use (about a second or two). ``progress(done_bytes,
+    """The default target of ``run``/``bench``/``chat``: the grown demo MoE (405 MB, the same logits),
+    in the user cache, built from ``target.gguf`` on first use (about a second or two). ``progress(done_bytes,
     total_bytes)`` is called only while it is being built. Raises :class:`DemoModelMissing` when
     ``target.gguf`` is missing and OSError when the grown file cannot be written."""
     from cascade_tui.demo.grow import ensure_grown_target

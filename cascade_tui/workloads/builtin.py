@@ -1,52 +1,37 @@
 """The project's own prompts, used when the packaged datasets (HumanEval, MT-Bench) are not installed.
 
 Written for this project (not copied from any dataset), in the style of the sets they stand in for:
-Python function headers with docstrings for ``code``; short "pull the facts out of this text"
-requests for ``extraction``; short word problems for ``math``.
+Python to continue for ``code``; short "pull the facts out of this text" requests for
+``extraction``; short word problems for ``math``.
+
+``code`` is code only, with no docstrings: the bundled demo models were trained on standard-library
+code with docstrings and comments removed, and a prompt ending in a docstring made them stop at once
+(EOS, no text). Its first prompts are module boilerplate the demo drafter predicts for long
+stretches (where speculation pays on the grown demo target); ``extraction`` and ``math`` are prose,
+on which the demo pair writes Python-looking text and disagrees about half the time (where it does
+not). Every prompt here produces text on the demo pair (``tests/test_demo_grow.py``).
 """
 
 from __future__ import annotations
 
 CODE: tuple[str, ...] = (
-    'def running_mean(values: list[float], window: int) -> list[float]:\n'
-    '    """Return the mean of each full window of ``window`` consecutive values.\n'
-    '    >>> running_mean([1.0, 2.0, 3.0, 4.0], 2)\n'
-    '    [1.5, 2.5, 3.5]\n'
-    '    """\n',
-    'def is_palindrome(text: str) -> bool:\n'
-    '    """Return True if ``text`` reads the same backwards, ignoring case and non-letters.\n'
-    '    >>> is_palindrome("Never odd or even")\n'
-    '    True\n'
-    '    """\n',
-    'def chunk(items: list, size: int) -> list[list]:\n'
-    '    """Split ``items`` into lists of ``size`` elements; the last one may be shorter.\n'
-    '    >>> chunk([1, 2, 3, 4, 5], 2)\n'
-    '    [[1, 2], [3, 4], [5]]\n'
-    '    """\n',
-    'def count_words(text: str) -> dict[str, int]:\n'
-    '    """Count how often each lower-cased word occurs in ``text``.\n'
-    '    >>> count_words("a b A")\n'
-    "    {'a': 2, 'b': 1}\n"
-    '    """\n',
-    'def merge_intervals(intervals: list[tuple[int, int]]) -> list[tuple[int, int]]:\n'
-    '    """Merge overlapping closed intervals and return them sorted by start.\n'
-    '    >>> merge_intervals([(5, 7), (1, 3), (2, 4)])\n'
-    '    [(1, 4), (5, 7)]\n'
-    '    """\n',
-    'def parse_duration(text: str) -> int:\n'
-    '    """Turn a duration such as "1h30m" or "45s" into a number of seconds.\n'
-    '    >>> parse_duration("1h30m")\n'
-    '    5400\n'
-    '    """\n',
-    'class LRUCache:\n'
-    '    """A mapping that keeps at most ``capacity`` items and forgets the least recently used."""\n'
-    '\n'
-    '    def __init__(self, capacity: int) -> None:\n',
-    'def flatten(nested: list) -> list:\n'
-    '    """Return the elements of arbitrarily nested lists in order.\n'
-    '    >>> flatten([1, [2, [3, 4]], 5])\n'
-    '    [1, 2, 3, 4, 5]\n'
-    '    """\n',
+    # module boilerplate whose continuation is predictable (every stdlib codec module has it): the
+    # case where a drafter agrees for long stretches and speculation pays
+    "import codecs\n\n\nclass Codec(codecs.Codec):",
+    "class IncrementalDecoder(codecs.IncrementalDecoder):\n\n    def decode(self, input, final=False):",
+    "class StreamReader(Codec, codecs.StreamReader):",
+    # a class whose next method follows the ones before it
+    "class Stack:\n\n    def __init__(self):\n        self.items = []\n\n    def push(self, item):\n"
+    "        self.items.append(item)\n\n    def pop(self):",
+    # function headers in HumanEval's spirit, code only
+    "def running_mean(values: list[float], window: int) -> list[float]:",
+    "def is_palindrome(text: str) -> bool:",
+    "def chunk(items: list, size: int) -> list[list]:",
+    "def count_words(text: str) -> dict[str, int]:",
+    "def merge_intervals(intervals: list[tuple[int, int]]) -> list[tuple[int, int]]:",
+    "def parse_duration(text: str) -> int:",
+    "class LRUCache:\n\n    def __init__(self, capacity: int) -> None:",
+    "def flatten(nested: list) -> list:",
 )
 
 EXTRACTION: tuple[str, ...] = (
