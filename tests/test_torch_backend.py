@@ -380,12 +380,19 @@ def test_cli_bad_inputs_exit_2_with_one_line(bad_dirs, ckpts, tmp_path):
     cases = [("--model", bad_dirs["missing"], "--backend", "torch"), ("--model", bad_dirs["shard"]),
              ("--model", bad_dirs["unknown"]), ("--model", ckpts["mixtral"], "--device", "gpu"),
              ("--model", ckpts["mixtral"], "--draft", bad_dirs["empty"])]
+    v = default_vocab()
+    other = BPEVocab(tokens=v.tokens[:1799] + ("<|endoftext|>",), merges=v.merges[: 1799 - 256], eos_id=1799,
+                     bos_id=1799)
+    gguf = write_model(tmp_path / "other.gguf", arch="llama", n_layer=1, n_embd=64, n_head=4, n_ff=96, n_expert=0,
+                       vocab=other)
+    cases.append(("--model", ckpts["mixtral"], "--draft", gguf))  # a GGUF drafter with another vocabulary
     for args in cases:
         p = cli("run", *args, "--prompt", "hi", "--no-record", "-n", "4")
         assert p.returncode == 2, (args, p.stderr)
         lines = p.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("cascade-tui: error: "), (args, p.stderr)
         assert "Traceback" not in p.stderr
+    assert "vocabularies differ at token id 1799" in p.stderr
 
 
 def test_cli_run_json_on_a_checkpoint_dir_matches_off(ckpts, tmp_path):
