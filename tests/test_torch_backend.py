@@ -495,3 +495,17 @@ def test_sentencepiece_style_tokenizer_pieces(tmp_path):
         assert t.info.vocab_fingerprint == read_info(tmp_path).vocab_fingerprint
     finally:
         t.close()
+
+
+def test_without_torch_installed_one_line_says_how_to_get_it(ckpts, tmp_path):
+    """torch is an optional extra: with it missing (blocked here), `--backend torch` fails in one
+    line naming the extra, and `inspect` of a checkpoint still works (no torch needed)."""
+    block = "import sys; sys.modules.update(torch=None, transformers=None); from cascade_tui.cli import main; main()"
+    for args, code, expect in (
+        (["run", "--model", ckpts["olmoe"], "--prompt", "x", "--no-record"], 2, 'pip install "cascade-tui[torch]"'),
+        (["inspect", ckpts["olmoe"], "--json"], 0, '"arch": "olmoe"'),
+    ):
+        p = subprocess.run([sys.executable, "-c", block, *map(str, args)], capture_output=True, text=True, timeout=300,
+                           env={**os.environ, "CASCADE_TUI_CACHE": str(tmp_path)})
+        assert p.returncode == code, p.stderr[-2000:]
+        assert expect in (p.stderr if code else p.stdout) and "Traceback" not in p.stderr

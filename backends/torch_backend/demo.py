@@ -64,8 +64,13 @@ def _sha256(path: Path) -> str:
 def export_gguf(gguf_path: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
     """Write the ``llama``-arch GGUF ``gguf_path`` (dense, or Mixtral-style MoE) as a transformers
     checkpoint directory ``out_dir`` (config.json, model.safetensors, tokenizer files)."""
-    from gguf import GGUFReader
-    from safetensors.numpy import save_file
+    try:
+        from gguf import GGUFReader
+        from safetensors.numpy import save_file
+        import tokenizers  # noqa: F401  (write_tokenizer)
+    except ImportError as e:
+        raise BackendError(f"exporting the demo for the torch backend needs {e.name or e}; install the torch extra "
+                           'with `pip install "cascade-tui[torch]"`') from None
 
     from cascade_tui.factory.tokenizer import BPEVocab
 
