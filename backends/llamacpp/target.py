@@ -157,8 +157,8 @@ class LlamaTarget:
 
     def eval(self, tokens: Sequence[int]) -> EvalResult:
         llc = self._live()
-        toks = np.asarray(tokens, dtype=np.int64).reshape(-1)
-        n = int(toks.size)
+        toks = [int(t) for t in tokens]  # a list: numpy's conversions cost more than the eval of a tiny model
+        n = len(toks)
         n_vocab = self.info.n_vocab
         capturing = self._capture is not None and self._capture.enabled
         n_moe = len(self.info.moe_layers)
@@ -170,7 +170,7 @@ class LlamaTarget:
                 f"context full: {self._n_past} cached + {n} new tokens exceed the context size "
                 f"{self._n_ctx} (raise it with --ctx)"
             )
-        lo, hi = int(toks.min()), int(toks.max())
+        lo, hi = min(toks), max(toks)
         if lo < 0 or hi >= n_vocab:
             bad = lo if lo < 0 else hi
             raise BackendError(f"token id {bad} is outside the vocabulary (0..{n_vocab - 1})")
@@ -200,8 +200,7 @@ class LlamaTarget:
                 why = {1: "no room in the KV cache", 2: "aborted"}.get(rc, "see " + str(_lib.log_path()))
                 raise BackendError(f"llama_decode failed with code {rc} ({why})")
             self._n_past += m
-            ptr = llc.llama_get_logits(self._ctx)
-            logits[s : s + m] = np.ctypeslib.as_array(ptr, shape=(m, n_vocab))
+            logits[s : s + m] = self._logits_view(llc, m)
             if routing is not None:
                 r = cap.take(m)
                 if r is None:
@@ -219,6 +218,17 @@ class LlamaTarget:
             ok = routing is not None and sum(x.shape[1] for x in probs_parts) == n
             self.last_router_probs = np.concatenate(probs_parts, axis=1) if ok else None
         return EvalResult(logits, routing, capture_s)
+
+    def _logits_view(self, llc, m: int) -> np.ndarray:
+        """The first ``m`` rows of llama.cpp's logits buffer as numpy, without a copy (the view is
+        reused while llama.cpp keeps the same buffer: as_array costs microseconds per call)."""
+        ptr = llc.llama_get_logits(self._ctx)
+        addr = ctypes.cast(ptr, ctypes.c_void_p).value
+        view = self._logits_cache
+        if view is None or view[0] != addr or view[1].shape[0] < m:
+            view = (addr, np.ctypeslib.as_array(ptr, shape=(max(m, 1), self.info.n_vocab)))
+            self._logits_cache = view
+        return view[1][:m]
 
     def truncate(self, n_keep: int) -> None:
         llc = self._live()
@@ -412,6 +422,7 @@ def _init_target(t, llc, hdr, p, n_ctx, nb, n_threads, n_gpu_layers, mode, kv_f3
 
     batch = llc.llama_batch_init(nb, 0, 1)
     t._batch = batch
+    t._logits_cache = None
     for i in range(nb):
         batch.n_seq_id[i] = 1
         batch.seq_id[i][0] = 0
