@@ -509,3 +509,19 @@ def test_without_torch_installed_one_line_says_how_to_get_it(ckpts, tmp_path):
                            env={**os.environ, "CASCADE_TUI_CACHE": str(tmp_path)})
         assert p.returncode == code, p.stderr[-2000:]
         assert expect in (p.stderr if code else p.stdout) and "Traceback" not in p.stderr
+
+
+def test_a_failed_forward_rolls_every_layer_back(ckpts):
+    t = load(ckpts["mixtral"])
+    try:
+        t.eval([1, 2, 3])
+        boom = t._model.model.layers[2].register_forward_pre_hook(lambda *a: (_ for _ in ()).throw(RuntimeError("boom")))
+        with pytest.raises(BackendError, match="forward pass failed: boom"):
+            t.eval([4, 5])  # layers 0 and 1 appended to their caches, layer 2 failed
+        boom.remove()
+        assert t.n_past == 3
+        after = t.eval([4, 5])
+        t.truncate(0)
+        np.testing.assert_allclose(after.logits, t.eval([1, 2, 3, 4, 5]).logits[-2:], atol=2e-4, rtol=1e-4)
+    finally:
+        t.close()

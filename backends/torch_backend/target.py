@@ -290,15 +290,20 @@ class TorchTarget:
         if n_keep == 0:
             self._cache = self._new_cache()
         else:
-            have = self._cache.get_seq_length()
-            if have > n_keep:
-                try:
-                    with torch.inference_mode():
-                        self._cache.crop(n_keep - have)  # a negative count removes that many tokens
-                except Exception as e:
-                    raise BackendError(f"{self.info.arch}: this model's cache cannot be rolled back ({_first_line(e)})") from None
-                if self._cache.get_seq_length() != n_keep:
-                    raise BackendError(f"{self.info.arch}: this model's cache cannot be rolled back")
+            # layer by layer: after a failed forward some layers may hold more tokens than others
+            layers = getattr(self._cache, "layers", None) or []
+            try:
+                with torch.inference_mode():
+                    for layer in layers:
+                        have = layer.get_seq_length()
+                        if have > n_keep:
+                            layer.crop(n_keep - have)  # a negative count removes that many tokens
+                    if not layers and self._cache.get_seq_length() > n_keep:
+                        self._cache.crop(n_keep - self._cache.get_seq_length())
+            except Exception as e:
+                raise BackendError(f"{self.info.arch}: this model's cache cannot be rolled back ({_first_line(e)})") from None
+            if self._cache.get_seq_length() != n_keep:
+                raise BackendError(f"{self.info.arch}: this model's cache cannot be rolled back")
         self._n_past = n_keep
 
     def close(self) -> None:
@@ -432,6 +437,11 @@ def load_target(
                       attn_implementation=attn_implementation, output_loading_info=True)
         if ck.n_expert():
             kwargs["experts_implementation"] = experts
+        if dev != "cpu":
+            import importlib.util
+
+            if importlib.util.find_spec("accelerate") is not None:  # load straight onto the GPU
+                kwargs["device_map"] = dev  # (without accelerate: load on the CPU, then move)
         model = info = None
         for _ in range(3):  # fall back to the eager kernels a family may need (attention sinks, ...)
             try:
