@@ -181,7 +181,7 @@ def write_tokenizer(dst: str | os.PathLike, vocab, *, add_bos: bool = True, mode
 
 def _exported(gguf: Path, parent: Path, name: str, progress: Callable[[str], None] | None) -> Path:
     sha = _sha256(gguf)
-    dst = parent / f"{name}-{sha[:16]}"
+    dst = parent / f"cascade-demo-{name}-{sha[:12]}"  # the name the TUI and recordings show
     marker = dst / _MARKER
     try:
         m = json.loads(marker.read_text(encoding="utf-8"))
