@@ -100,8 +100,10 @@ def load_models(
     try:
         backend = registry.resolve(model_path, opts.backend)
         module = registry.get(backend)
-        if using_demo and hasattr(module, "demo_paths"):  # the demo pair in this backend's format
-            demo_target, demo_draft = module.demo_paths(progress=say)
+        if using_demo and backend == "torch":  # the demo pair as transformers checkpoints
+            from cascade_tui.demo.torch_export import demo_paths as torch_demo_paths
+
+            demo_target, demo_draft = torch_demo_paths(progress=say)
             model_path = str(demo_target)
             if opts.draft is None:
                 draft = str(demo_draft)

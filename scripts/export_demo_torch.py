@@ -2,7 +2,7 @@
 """Write the bundled demo pair as transformers checkpoints (for ``--backend torch``).
 
 The torch backend does this by itself on first use (into the user cache, see
-``backends/torch_backend/demo.py``); this script writes the same directories wherever you like,
+``cascade_tui/demo/torch_export.py``); this script writes the same directories wherever you like,
 e.g. to inspect them or to load them with plain transformers::
 
     python scripts/export_demo_torch.py OUT_DIR            # OUT_DIR/target, OUT_DIR/draft
@@ -26,7 +26,7 @@ if str(REPO) not in sys.path:
 
 def main(argv=None) -> int:
     from backends.base import BackendError
-    from backends.torch_backend.demo import export_gguf
+    from cascade_tui.demo.torch_export import export_gguf
     from cascade_tui.demo import demo_draft_path, demo_target_path
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

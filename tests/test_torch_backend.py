@@ -22,7 +22,7 @@ from backends.base import BackendError, check_vocab_compatible  # noqa: E402
 from backends.model_drafter import ModelDrafter  # noqa: E402
 from backends.ngram import NgramDrafter  # noqa: E402
 from backends.torch_backend import load_target, read_info  # noqa: E402
-from backends.torch_backend.demo import write_tokenizer  # noqa: E402
+from cascade_tui.demo.torch_export import write_tokenizer  # noqa: E402
 from cascade_tui.engine import GenerationConfig, IterationEvent, SpeculativeDecoder  # noqa: E402
 from cascade_tui.factory import BPEVocab, default_vocab, write_model  # noqa: E402
 from cascade_tui.policy import make_policy  # noqa: E402

@@ -24,7 +24,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from backends.torch_backend import demo as tdemo  # noqa: E402
+from cascade_tui.demo import torch_export as tdemo  # noqa: E402
 from backends.torch_backend import load_target  # noqa: E402
 from cascade_tui.demo import demo_draft_path, demo_target_path  # noqa: E402
 from cascade_tui.factory import permute_qk  # noqa: E402

@@ -30,14 +30,6 @@ def make_drafter(path, target, **kw):
     return _make(path, target, **kw)
 
 
-def demo_paths(progress=None):
-    """(target dir, drafter dir) of the demo pair as transformers checkpoints, exported on first use
-    into the user cache from the bundled GGUF files (offline)."""
-    from backends.torch_backend.demo import demo_paths as _demo
-
-    return _demo(progress=progress)
-
-
 def read_info(path: str | os.PathLike, *, fingerprint: bool = True) -> ModelInfo:
     """What ``cascade-tui inspect DIR`` shows, without loading weights or torch."""
     ck = open_checkpoint(path)
@@ -78,4 +70,4 @@ def read_info(path: str | os.PathLike, *, fingerprint: bool = True) -> ModelInfo
     )
 
 
-__all__ = ["BackendError", "checkpoint", "demo_paths", "load_target", "make_drafter", "open_checkpoint", "read_info"]
+__all__ = ["BackendError", "checkpoint", "load_target", "make_drafter", "open_checkpoint", "read_info"]

@@ -15,7 +15,7 @@ def inspect(
     model: Annotated[str, typer.Argument(help="A .gguf file.")],
     draft: Annotated[Optional[str], typer.Option(
         "--draft", "-d", help="Check this drafter's vocabulary against the model.")] = None,
-    backend: Annotated[str, typer.Option("--backend", help="auto or llama (auto: .gguf -> llama).")] = "auto",
+    backend: Annotated[str, typer.Option("--backend", help="auto, llama or torch (auto: a directory -> torch, a file -> llama).")] = "auto",
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Architecture, layers, experts, vocabulary and drafter compatibility of a model (no weights loaded)."""

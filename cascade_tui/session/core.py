@@ -109,7 +109,7 @@ class Session:
         gen = generation or GenerationConfig()
         rec = record or RecordOptions()
         models = load_models(model_options, progress=progress)
-        notes = []
+        notes = list(getattr(models, "notes", ()) or ())
         if models.drafter is None and pol.label != "off":
             notes.append(f"no drafter, so policy {pol.label} runs as off")
             pol = make_policy("off")
