@@ -225,3 +225,18 @@ def test_script_writes_a_pair_and_prints_the_bench_command(tmp_path, capsys):
     d = tmp_path / "cost-draft-tiny-a0.5-s0.gguf"
     assert t.is_file() and d.is_file() and (tmp_path / "cost-draft-tiny-a1-s0.gguf").is_file()
     assert f"cascade-tui bench --model {t} --draft {d} --policies off,static:1,static:2,static:4,cascade" in out
+
+
+def test_phased_drafter_alternates_easy_and_hard_stretches_along_the_text():
+    from cascade_tui.factory.cost_pair import cost_drafter_next, cost_target_next, drafter_filename
+
+    nxt, dnext = cost_target_next(0), cost_drafter_next(0, 0.2, phase_len=50)
+    tok, agree = int(nxt[2047]), []  # EOS leads to the cycle's first token
+    for _ in range(400):  # walk the target's greedy text
+        agree.append(dnext[tok] == nxt[tok])
+        tok = int(nxt[tok])
+    blocks = [sum(agree[i:i + 50]) / 50 for i in range(0, 400, 50)]
+    assert min(blocks[0::2]) == 1.0 or min(blocks[1::2]) == 1.0  # one parity agrees everywhere
+    hard = blocks[1::2] if min(blocks[0::2]) == 1.0 else blocks[0::2]
+    assert 0.05 < sum(hard) / len(hard) < 0.4
+    assert drafter_filename("tiny", 0.2, 0, 50) == "cost-draft-tiny-a0.2-p50-s0.gguf"

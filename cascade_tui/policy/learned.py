@@ -6,8 +6,8 @@ rest:
 
 * **the cost curve** ``c(n)``: wall time of an iteration's verify + bookkeeping for ``n`` verified
   tokens (``n = drafted + 1``), a property of model, drafter, backend and hardware, stable across
-  requests. Each ``n`` run keeps the median of its ``cost_window`` most recent samples (robust to
-  the spikes of a shared machine). For an ``n`` not measured (or stale: older than
+  requests. Each ``n`` stands for the lower third of its ``cost_window`` most recent samples
+  (robust to the slow spikes of a shared machine). For an ``n`` not measured (or stale: older than
   ``stale_after`` iterations) the curve is extrapolated from the measured points with the fit
   ``c(n) = a + b (n - 1) + g ln(n)`` (``b, g >= 0``). The ``ln`` term is the expert union of a
   memory-bound MoE (a new token adds fewer and fewer unseen experts); with two points only the
@@ -55,6 +55,14 @@ def _median(xs) -> float:
     s = sorted(xs)
     m = len(s)
     return s[m // 2] if m % 2 else 0.5 * (s[m // 2 - 1] + s[m // 2])
+
+
+def _typical(xs) -> float:
+    """The cost a point stands for: the lower third of its recent samples. A busy machine only
+    ever slows an iteration down, so the noise is one-sided; a low quantile ignores a run of slow
+    samples that would move the median (the bias is the same for every n, so U barely moves)."""
+    s = sorted(xs)
+    return s[(len(s) - 1) // 3]
 
 
 def expected_emitted(a: float, k: int) -> float:
@@ -204,7 +212,7 @@ class LearnedPolicy(Policy):
         """The learned cost curve, for a cache kept outside the policy (JSON-ready)."""
         return {
             "format": COSTS_FORMAT,
-            "costs": {str(n): _median(d) for n, d in sorted(self._costs.items()) if d},
+            "costs": {str(n): _typical(d) for n, d in sorted(self._costs.items()) if d},
             "samples": {str(n): len(d) for n, d in sorted(self._costs.items()) if d},
             "unique_experts": {str(n): u for n, u in sorted(self._uniq.items())},
             "draft_per_token": _median(self._draft) if self._draft else None,
@@ -242,7 +250,7 @@ class LearnedPolicy(Policy):
 
     def _fresh_costs(self) -> dict[int, float]:
         horizon = self._n - self.get("stale_after")
-        return {n: _median(d) for n, d in self._costs.items()
+        return {n: _typical(d) for n, d in self._costs.items()
                 if d and (self._cost_at.get(n, -1) >= horizon or n in self._imported)}
 
     def _settled(self, pts: dict[int, float]) -> dict[int, float]:
@@ -394,7 +402,7 @@ class LearnedPolicy(Policy):
         if obs.unique_experts is not None:
             u0 = self._uniq.get(n)
             self._uniq[n] = obs.unique_experts if u0 is None else 0.9 * u0 + 0.1 * obs.unique_experts
-        if obs.drafted > 0 and (not catch_up or not self._draft):  # a catch-up beats knowing nothing
+        if obs.drafted > 0 and not catch_up:  # a catch-up also re-reads skipped tokens: not a per-token cost
             self._draft.append(obs.draft_s / obs.drafted)
         # evidence fades per iteration, drafted or not: after a long stretch without speculation
         # the next probe's outcome decides, not what the text was like long ago
