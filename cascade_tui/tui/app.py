@@ -53,7 +53,7 @@ class CascadeApp(App):
         if self.source.live:
             yield SystemCommand("Clear the conversation", "Start over on an empty context", main.action_clear)
             yield SystemCommand("Stop the answer", "Stop at the next iteration boundary", main.action_stop)
-            for spec in ("off", "static:1", "static:2", "static:3", "static:4", "cascade", "heuristic"):
+            for spec in ("off", "static:1", "static:2", "static:3", "static:4", "cascade", "learned", "heuristic"):
                 yield SystemCommand(f"Policy: {spec}", f"Switch to {spec} at the next iteration",
                                     lambda spec=spec: main.switch_policy(spec))
 
