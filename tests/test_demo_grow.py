@@ -24,7 +24,6 @@ from cascade_tui.workloads.builtin import BUILTIN
 import numpy as np  # noqa: E402  (after llama.cpp)
 
 README_PROMPTS = ("def fibonacci(n):", "def getregentry():")
-ALL_PROMPTS = README_PROMPTS + tuple(p for name in ("code", "extraction", "math") for p in BUILTIN[name])
 MIN_TOKENS = 32  # every built-in prompt writes at least this much before any EOS
 
 
@@ -137,13 +136,14 @@ def test_bad_growth_parameters_are_refused(tmp_path):
 
 # -- same text ---------------------------------------------------------------------------------------
 def test_grown_logits_are_bit_identical_to_the_shipped_models(grown, shipped):
-    """Every built-in prompt and the README prompts: along the shipped model's greedy answer the
-    grown model computes the very same logits (teacher-forced, one batch each), and the README
-    prompt's 256-token answer is the same when generated token by token."""
+    """Along the shipped model's greedy answers (README prompts, the first built-in prompts of each
+    set) the grown model computes the very same logits, bit for bit (teacher-forced, one batch
+    each; bit identity is structural, so a few prompts stand for all), and the README prompt's
+    256-token answer is the same when generated token by token."""
     path, _ = grown
     g = load_target(path, n_ctx=1024, n_threads=1, routing=False)
     try:
-        for prompt in ALL_PROMPTS:
+        for prompt in README_PROMPTS + tuple(p for name in ("code", "extraction", "math") for p in BUILTIN[name][:2]):
             out = greedy(shipped, prompt, 24)
             toks = shipped.tokenize(prompt)
             shipped.truncate(0)
