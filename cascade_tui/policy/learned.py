@@ -12,7 +12,9 @@ rest:
   ``c(n) = a + b (n - 1) + g ln(n)`` (``b, g >= 0``). The ``ln`` term is the expert union of a
   memory-bound MoE (a new token adds fewer and fewer unseen experts); with two points only the
   ``ln`` shape is used, which errs on the cheap side for a compute-bound model, so a K is tried
-  rather than ruled out, and then measured. Mean unique experts per ``n`` are kept and shown next
+  rather than ruled out, and then measured. An unmeasured ``n`` is tried only up to four times
+  the largest one measured (1 -> 4 -> 16 verified tokens: a few steps to reach K = 16, never a
+  blind jump to it). Mean unique experts per ``n`` are kept and shown next
   to the costs when routing is known.
 * **the draft cost** per drafted token (median of recent ``draft_s / drafted``) and **the
   acceptance rate** ``a``: each drafted position is a Bernoulli trial until the first rejection;
@@ -27,13 +29,14 @@ the curve allows: ``c`` never falls as ``n`` grows) cannot beat K = 0 is never t
 
 While speculation is off, acceptance cannot be observed: every ``probe_after`` iterations (doubling
 after each probe that does not turn speculation on, up to ``probe_max``; reset when it does) one
-iteration drafts at the best K again. Phases as the UI shows them: ``base`` measures ``c(1)``,
+iteration drafts a short probe. Phases as the UI shows them: ``base`` measures ``c(1)``,
 ``test`` runs a K whose cost is not yet measured (or a probe), ``set`` runs the predicted best K
 (K = 0: speculation off).
 
 With ``memory`` on, a new request keeps the cost curve, the draft cost and the acceptance (its
 counts scaled down to ``carry_weight`` pseudo-iterations, so the new text takes over quickly);
-the probe interval restarts. :meth:`export_costs` / :meth:`import_costs` hand the cost curve to a
+the probe interval restarts at half its length (at least ``probe_after``). A probe drafts at
+most two tokens. :meth:`export_costs` / :meth:`import_costs` hand the cost curve to a
 cache outside the policy (the policy itself does no I/O).
 """
 
@@ -48,6 +51,9 @@ from cascade_tui.policy.static import MAX_K
 
 COSTS_FORMAT = 1  # version of export_costs()'s dict
 PROBE_ACCEPT = 0.9  # acceptance a probe is sized for
+PROBE_K_MAX = 2  # longest probe draft
+REACH = 4  # an unmeasured K is tried only up to this many times the largest n measured
+FIRST_LOOK = 0.75  # an unsettled point with no curve to compare it with counts at this share
 SETTLE = 3  # samples after which a cost point is trusted over the curve
 
 
@@ -140,11 +146,13 @@ class LearnedPolicy(Policy):
     summary = "learns the cost curve and the acceptance rate online; runs the K of highest predicted tok/s"
     PARAMS = (
         Param("k_max", int, 16, 1, MAX_K, "largest K considered"),
-        Param("base_iters", int, 3, 1, 64, "K=0 iterations that measure c(1), the cost of a plain step"),
+        Param("base_iters", int, 1, 1, 64, "K=0 iterations that measure c(1), the cost of a plain step, before any draft"),
         Param("cost_window", int, 9, 1, 1024, "recent samples per verified-token count whose median is its cost"),
         Param("stale_after", int, 2048, 16, 10_000_000, "iterations after which a cost point is re-measured before use"),
         Param("accept_halflife", float, 16.0, 1.0, 100_000.0, "iterations after which an acceptance observation counts half"),
         Param("accept_prior", float, 0.5, 0.0, 1.0, "acceptance assumed before any draft was verified"),
+        Param("optimism", float, 0.5, 0.0, 10.0,
+              "decide with the acceptance this many standard errors above its estimate (thin evidence: try)"),
         Param("hysteresis", float, 0.01, 0.0, 1.0, "change K only when the prediction improves by more than this fraction"),
         Param("min_utility", float, 1.0, 0.0, 100.0, "speculate only where the predicted U reaches this"),
         Param("refresh_every", int, 32, 0, 1_000_000,
@@ -189,6 +197,7 @@ class LearnedPolicy(Policy):
         self._imported: set[int] = set()  # cost points that came from the cache, not measured here
         self._decision = Decision(0, "base", f"measuring c(1): {self.get('base_iters')} iterations at K=0")
         self._pred: dict[int, float] = {}
+        self._stat = _typical  # how a point's samples become its cost (predict() uses the median)
 
     def reset(self) -> None:
         if not self.get("memory"):
@@ -204,7 +213,9 @@ class LearnedPolicy(Policy):
         elif w == 0:
             self._succ = self._fail = 0.0
         self._off_for = 0
-        self._probe_every = self.get("probe_after")
+        # the probe interval restarts shorter (halved, at least probe_after), not from scratch:
+        # a run of hard requests keeps probes rare, an easy one after them is still found soon
+        self._probe_every = max(self.get("probe_after"), self._probe_every // 2)
         self._probing = False
         self._decide()
 
@@ -248,9 +259,19 @@ class LearnedPolicy(Policy):
         prior = self.get("accept_prior")
         return (self._succ + prior) / (total + 1.0)  # one pseudo-observation of the prior
 
+    def _acceptance_to_decide(self) -> float:
+        """The acceptance decisions use: the estimate plus ``optimism`` standard errors. With
+        plenty of recent evidence it is the estimate; with little (early on, or after a stretch
+        without drafting, as the evidence fades) it leans towards trying, so one unlucky draft
+        cannot switch speculation off for long, and a text that got easier is found."""
+        a = self.acceptance()
+        n = self._succ + self._fail + 1.0
+        return min(1.0, a + self.get("optimism") * math.sqrt(a * (1.0 - a) / (n + 1.0)))
+
     def _fresh_costs(self) -> dict[int, float]:
         horizon = self._n - self.get("stale_after")
-        return {n: _typical(d) for n, d in self._costs.items()
+        stat = self._stat
+        return {n: stat(d) for n, d in self._costs.items()
                 if d and (self._cost_at.get(n, -1) >= horizon or n in self._imported)}
 
     def _settled(self, pts: dict[int, float]) -> dict[int, float]:
@@ -268,11 +289,13 @@ class LearnedPolicy(Policy):
         if not pts:
             return None
         settled = self._settled(pts)
-        if n in pts and (len(self._costs[n]) >= self.get("cost_window") or n in self._imported):
-            return pts[n]
+        if n in pts and (n == 1 or len(self._costs[n]) >= self.get("cost_window") or n in self._imported):
+            return pts[n]  # (c(1), the baseline of every utility, is always taken as measured)
         others = {m: c for m, c in pts.items() if m != n}
         if n in pts and len(others) < 2:
-            return pts[n]  # no curve to compare a first sample with: take it as measured
+            # no curve to compare the first samples with: a little optimism buys one more look
+            # (one slow moment must not switch speculation off), settled samples count as they are
+            return pts[n] if len(self._costs[n]) >= SETTLE else FIRST_LOOK * pts[n]
         if not others:
             return None
         a, b, g = _fit_curve(others)
@@ -280,7 +303,7 @@ class LearnedPolicy(Policy):
         # the cost never falls as n grows: at least the largest settled cost below n
         below = [c for m, c in settled.items() if m < n]
         pred = max(pred, max(below) if below else 0.0, 1e-12)
-        return min(pred, pts[n]) if n in pts else pred
+        return max(min(pred, pts[n]), 0.5 * pts[n]) if n in pts else pred  # optimism: at most 2x
 
     def _lower_cost(self, n: int) -> float | None:
         """The cheapest ``c(n)`` can be: cost never falls as n grows, so at least the fastest
@@ -294,8 +317,14 @@ class LearnedPolicy(Policy):
         return _median(self._draft) if self._draft else 0.0
 
     def predict(self, k: int) -> float | None:
-        """Predicted utility of ``k`` (speedup over K=0), None until c(1) is known."""
-        return self._utility_at(k, self.acceptance())
+        """Predicted utility of ``k`` (speedup over K=0), None until c(1) is known: what is reported
+        (the TUI, the bench's utility check). It takes the median of each point's samples, an
+        unbiased typical time, where decisions take the robust lower third."""
+        self._stat = _median
+        try:
+            return self._utility_at(k, self.acceptance())
+        finally:
+            self._stat = _typical
 
     def _utility_at(self, k: int, a: float) -> float | None:
         t0 = self.cost(1)
@@ -326,12 +355,16 @@ class LearnedPolicy(Policy):
             self._pred = {}
             return
         kmax = self.get("k_max")
-        pred = {k: self.predict(k) for k in range(0, kmax + 1)}
-        # explore geometrically: an unmeasured K only up to twice the largest n measured so far
-        reach = 2 * max(fresh)
+        a_dec = self._acceptance_to_decide()
+        pred = {k: self._utility_at(k, a_dec) for k in range(0, kmax + 1)}
+        # explore geometrically: an unmeasured K only up to REACH times the largest n measured
+        reach = REACH * max(fresh)
+        if not self._draft:
+            reach = min(reach, REACH)  # the drafter's own cost is unknown yet: nothing long
         allowed = [k for k in range(1, kmax + 1)
                    if self._best_case_beats_off(k) and (k + 1 in fresh or k + 1 <= reach)]
-        self._pred = {k: u for k, u in pred.items() if u is not None}
+        # what is reported (utility, state) is the plain prediction, not the optimistic one
+        self._pred = {k: u for k in range(0, kmax + 1) if (u := self.predict(k)) is not None}
         cur = self._decision.k if self._decision.phase in ("set", "test") else 0
         best = max(allowed, key=lambda k: (pred[k], -k)) if allowed else 0
         best_u = pred[best] if allowed else 1.0
@@ -345,9 +378,10 @@ class LearnedPolicy(Policy):
         if best == 0:
             unseen = not self._ever_drafted  # no draft verified yet: only the prior decided
             if (unseen or self._off_for >= self._probe_every) and allowed:
-                # probe where it would pay if the drafter now agreed (acceptance 0.9): a longer
-                # draft tells more about the acceptance than one token can
-                k = max(allowed, key=lambda k: (self._utility_at(k, PROBE_ACCEPT), -k))
+                # a short probe (at most PROBE_K_MAX drafts, where it would pay most if the drafter
+                # now agreed): a verify of many tokens can cost several plain steps
+                short = [k for k in allowed if k <= PROBE_K_MAX] or allowed[:1]
+                k = max(short, key=lambda k: (self._utility_at(k, PROBE_ACCEPT), -k))
                 self._probing = True
                 why = "no draft verified yet" if unseen else f"acceptance unseen for {self._off_for} iterations"
                 self._decision = Decision(k, "test", f"probing K={k}: {why}")
