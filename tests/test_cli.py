@@ -184,7 +184,7 @@ def test_bad_inputs(models, tmp_path):
     _expect_user_error(cli(*base, "--model", models["llama"], "--set", "nonexistent=1"),
                        "no parameter 'nonexistent'", "known: backoff, base_iters")
     _expect_user_error(cli(*base, "--model", models["llama"], "--backend", "torchy"), "unknown backend 'torchy'")
-    _expect_user_error(cli(*base, "--model", tmp_path), "no backend loads", "a directory")
+    _expect_user_error(cli(*base, "--model", tmp_path), "not a transformers checkpoint", "config.json is missing")
     _expect_user_error(cli(*base, "--model", models["llama"], "--set", "oops"), "KEY=VALUE")
     _expect_user_error(cli(*base, "--model", models["llama"], "--n-gpu-layers", "8"), "gpu")
     long_prompt = "x = 1\n" * 200

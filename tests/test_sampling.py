@@ -18,7 +18,7 @@ from backends.ngram import NgramDrafter
 from cascade_tui.engine import GenerationConfig, IterationEvent, SpeculativeDecoder
 from cascade_tui.engine.acceptance import verify_sampling
 from cascade_tui.policy import make_policy
-from fakes import FakeModel
+from fakes import FakeModel, ScriptedClock
 
 
 def chi2_p(counts: np.ndarray, probs: np.ndarray) -> float:
@@ -91,14 +91,19 @@ def test_engine_samples_the_target_distribution(policy, drafter):
     accept/reject boundary and the bonus token) follow the target's joint distribution."""
     vocab, temperature, n = 5, 1.0, 5000
     prompt = [1, 2, 1, 2, 1]  # repetitive so the n-gram drafter proposes something
-    target = FakeModel(vocab=vocab, seed=11, sharpness=1.2)
+    # learned drafts only where its measured costs say it pays: give it a memory-bound target on
+    # a scripted clock (a verify of n tokens costs 1 + 0.05 n, drafting nothing)
+    clock = ScriptedClock() if policy == "learned" else None
+    target = FakeModel(vocab=vocab, seed=11, sharpness=1.2, clock=clock,
+                       cost=(lambda n, u: 1.0 + 0.05 * n) if clock else None)
     d = (ModelDrafter(FakeModel(vocab=vocab, seed=11, noise=1.5, sharpness=1.2))
          if drafter == "model" else NgramDrafter())
-    dec = SpeculativeDecoder(target, d, make_policy(policy, {"base_iters": 1, "test_iters": 1} if policy == "cascade" else None))
+    params = {"cascade": {"base_iters": 1, "test_iters": 1}, "learned": {"min_utility": 0.0}}.get(policy)
+    dec = SpeculativeDecoder(target, d, make_policy(policy, params), **({"clock": clock} if clock else {}))
     counts = np.zeros(vocab * vocab, dtype=np.int64)
     drafted_any = 0
     # cascade spends its first iteration at K = 0 (t_base): a third token lets its second draft
-    max_tokens = 3 if policy == "cascade" else 2
+    max_tokens = 3 if policy in ("cascade", "learned") else 2
     for seed in range(n):
         out = []
         for ev in dec.generate(prompt, GenerationConfig(max_tokens=max_tokens, temperature=temperature, seed=seed)):

@@ -16,7 +16,7 @@ from cascade_tui.bench.runner import (
     run_bench,
 )
 
-DEFAULT_POLICIES = "off,static:1,static:2,static:3,static:4,cascade,heuristic"
+DEFAULT_POLICIES = "off,static:1,static:2,static:3,static:4,cascade,heuristic,learned"
 DEFAULT_WORKLOADS = "code,extraction,math"
 DEFAULT_PROMPTS_PER_WORKLOAD = 3
 DEFAULT_MAX_TOKENS = 128

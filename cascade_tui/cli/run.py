@@ -23,7 +23,7 @@ from cascade_tui.cli.options import (
 
 
 @app.command()
-@with_options(model=ModelArgs, pol=PolicyArgs, gen=GenerationArgs, rec=RecordArgs)
+@with_options(defaults={"max_tokens": 256}, model=ModelArgs, pol=PolicyArgs, gen=GenerationArgs, rec=RecordArgs)
 def run(
     prompt: Annotated[Optional[str], typer.Option("--prompt", help="Prompt text.")] = None,
     prompt_file: Annotated[Optional[Path], typer.Option(
