@@ -75,11 +75,8 @@ def file_identity(path: str | os.PathLike) -> dict[str, Any]:
         return hit
     size = key[1]
     if size <= FULL_HASH_LIMIT:
-        h = hashlib.sha256()
-        with open(p, "rb") as f:
-            for block in iter(lambda: f.read(8 * _CHUNK), b""):
-                h.update(block)
-        value = {"sha256": h.hexdigest(), "fingerprint": h.hexdigest(), "size": size}
+        digest = _hash_all(p)
+        value = {"sha256": digest, "fingerprint": digest, "size": size}
     else:
         h = hashlib.sha256(str(size).encode())
         with open(p, "rb") as f:
@@ -90,3 +87,17 @@ def file_identity(path: str | os.PathLike) -> dict[str, Any]:
     _memo[key] = value
     _store(key, value)
     return value
+
+
+def _hash_all(p: Path) -> str:
+    h = hashlib.sha256()
+    with open(p, "rb") as f:
+        for block in iter(lambda: f.read(8 * _CHUNK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """The full sha256 of a file: remembered as :func:`file_identity` remembers it (hashed once
+    per path, size and mtime), computed afresh only above ``FULL_HASH_LIMIT``."""
+    return file_identity(path)["sha256"] or _hash_all(Path(path))

@@ -18,6 +18,7 @@ import pytest
 import backends.llamacpp  # noqa: F401  (llama.cpp before numpy, see backends/llamacpp/lib.py)
 from backends.llamacpp.target import load_target
 from cascade_tui.demo import demo_draft_path, demo_target_path
+from cascade_tui.fileid import sha256_file
 from cascade_tui.demo import grow
 from cascade_tui.workloads.builtin import BUILTIN
 
@@ -79,7 +80,7 @@ def test_grown_model_is_written_once_and_reused(grown, cache):
     assert (path.stat().st_mtime_ns, path.stat().st_ino) == (before.st_mtime_ns, before.st_ino)
     # the key follows the shipped file's sha256 and the growth parameters
     assert grow.grown_target_path(cache, demo_target_path()) == path
-    assert grow.file_sha256(demo_target_path())[:16] in path.parent.name
+    assert sha256_file(demo_target_path())[:16] in path.parent.name
     assert grow.grown_target_path(cache, demo_target_path(), 2048) != path
     assert grow.grown_target_path(cache, demo_target_path(), expert_dtype="f32") != path
 

@@ -46,10 +46,11 @@ complete; a later call removes a dead build's leftover temporary file.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Callable
+
+from cascade_tui.fileid import sha256_file
 
 __all__ = [
     "EXPERT_DTYPE",
@@ -77,14 +78,6 @@ _DTYPES = ("f16", "f32")
 Progress = Callable[[int, int], None]
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _check(grown_ff: int, expert_dtype: str) -> None:
     if expert_dtype not in _DTYPES:
         raise ValueError(f"expert_dtype must be one of {', '.join(_DTYPES)}, not {expert_dtype!r}")
@@ -96,7 +89,7 @@ def grown_target_path(cache: str | os.PathLike, source: str | os.PathLike, grown
                       expert_dtype: str = EXPERT_DTYPE, *, source_sha: str | None = None) -> Path:
     """Where the grown target of ``source`` lives under ``cache`` (built or not)."""
     _check(grown_ff, expert_dtype)
-    sha = source_sha or file_sha256(source)
+    sha = source_sha or sha256_file(source)  # remembered per (path, size, mtime): no re-hash per start
     return Path(cache) / f"{sha[:16]}-ff{int(grown_ff)}-{expert_dtype}-v{GROW_VERSION}" / "target.gguf"
 
 

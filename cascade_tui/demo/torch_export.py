@@ -20,7 +20,6 @@ gguf, safetensors and tokenizers (no torch). ``scripts/export_demo_torch.py`` wr
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -31,6 +30,7 @@ from typing import Callable
 import numpy as np
 
 from backends.base import BackendError
+from cascade_tui.fileid import sha256_file
 
 EXPORT_VERSION = 1
 _MARKER = "cascade-export.json"
@@ -51,14 +51,6 @@ def _field(reader, key, default=None):
         return f.contents()
     except Exception:
         return default
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def export_gguf(gguf_path: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
@@ -180,7 +172,7 @@ def write_tokenizer(dst: str | os.PathLike, vocab, *, add_bos: bool = True, mode
 
 
 def _exported(gguf: Path, parent: Path, name: str, progress: Callable[[str], None] | None) -> Path:
-    sha = _sha256(gguf)
+    sha = sha256_file(gguf)
     dst = parent / f"cascade-demo-{name}-{sha[:12]}"  # the name the TUI and recordings show
     marker = dst / _MARKER
     try:
