@@ -102,6 +102,56 @@ class Target(Protocol):
     def close(self) -> None: ...
 
 
+class PieceVocab:
+    """``token_bytes`` and ``detokenize`` for a target that keeps the bytes of every token id in
+    ``_pieces`` and the ids left out of text (BOS, EOS, ...) in ``_control``: every backend's."""
+
+    _pieces: list[bytes]
+    _control: frozenset[int]
+
+    def token_bytes(self, token: int) -> bytes:
+        if not 0 <= token < len(self._pieces):
+            raise BackendError(f"token id {token} is outside the vocabulary (0..{len(self._pieces) - 1})")
+        return self._pieces[token]
+
+    def detokenize(self, tokens: Sequence[int], special: bool = False) -> str:
+        """Text of ``tokens``; bytes are joined before decoding, so a UTF-8 character split over
+        several tokens comes out whole (invalid bytes become U+FFFD). Control tokens (BOS, EOS,
+        ...) are left out unless ``special``."""
+        pieces = self._pieces
+        n = len(pieces)
+        skip = () if special else self._control
+        out = []
+        for t in tokens:
+            t = int(t)
+            if not 0 <= t < n:
+                raise BackendError(f"token id {t} is outside the vocabulary (0..{n - 1})")
+            if t not in skip:
+                out.append(pieces[t])
+        return b"".join(out).decode("utf-8", errors="replace")
+
+
+def check_new_tokens(tokens: Sequence[int], n_past: int, n_ctx: int, n_vocab: int) -> list[int]:
+    """``tokens`` as a list of ints, after the checks every ``Target.eval`` makes: they fit after
+    the ``n_past`` cached ones in a context of ``n_ctx``, and every id is in the vocabulary.
+    Raises :class:`BackendError` (one line). A plain list: numpy's conversions cost more than the
+    eval of a tiny model."""
+    toks = [int(t) for t in tokens]
+    n = len(toks)
+    if not n:
+        return toks
+    if n_past + n > n_ctx:
+        raise BackendError(
+            f"context full: {n_past} cached + {n} new tokens exceed the context size "
+            f"{n_ctx} (raise it with --ctx)"
+        )
+    lo, hi = min(toks), max(toks)
+    if lo < 0 or hi >= n_vocab:
+        bad = lo if lo < 0 else hi
+        raise BackendError(f"token id {bad} is outside the vocabulary (0..{n_vocab - 1})")
+    return toks
+
+
 @dataclass
 class Draft:
     """Tokens a drafter proposes. ``probs`` (``[len(tokens), n_vocab]``, the drafter's sampling

@@ -16,6 +16,8 @@ from backends.base import (
     BackendError,
     EvalResult,
     ModelInfo,
+    PieceVocab,
+    check_new_tokens,
     check_vocab_compatible,
     default_threads,
     vocab_fingerprint,
@@ -66,7 +68,7 @@ def _vocab_pieces(llc, vocab, n_vocab: int) -> list[bytes]:
     return pieces
 
 
-class LlamaTarget:
+class LlamaTarget(PieceVocab):
     """A GGUF model in llama.cpp, with per-position logits, KV rollback and expert routing.
 
     Build it with :func:`load_target`. Not thread-safe: use one target from one thread at a time.
@@ -134,46 +136,16 @@ class LlamaTarget:
             raise BackendError(f"tokenization failed ({n}) for a text of {len(data)} bytes")
         return list(buf[:n])
 
-    def token_bytes(self, token: int) -> bytes:
-        if not 0 <= token < len(self._pieces):
-            raise BackendError(f"token id {token} is outside the vocabulary (0..{len(self._pieces) - 1})")
-        return self._pieces[token]
-
-    def detokenize(self, tokens: Sequence[int], special: bool = False) -> str:
-        """Text of ``tokens``; bytes are joined before decoding, so a UTF-8 character split over
-        several tokens comes out whole (invalid bytes become U+FFFD). Control tokens (BOS, EOS,
-        ...) are left out unless ``special``."""
-        pieces = self._pieces
-        n = len(pieces)
-        skip = () if special else self._control
-        out = []
-        for t in tokens:
-            t = int(t)
-            if not 0 <= t < n:
-                raise BackendError(f"token id {t} is outside the vocabulary (0..{n - 1})")
-            if t not in skip:
-                out.append(pieces[t])
-        return b"".join(out).decode("utf-8", errors="replace")
-
     def eval(self, tokens: Sequence[int]) -> EvalResult:
         llc = self._live()
-        toks = [int(t) for t in tokens]  # a list: numpy's conversions cost more than the eval of a tiny model
-        n = len(toks)
         n_vocab = self.info.n_vocab
+        toks = check_new_tokens(tokens, self._n_past, self._n_ctx, n_vocab)
+        n = len(toks)
         capturing = self._capture is not None and self._capture.enabled
         n_moe = len(self.info.moe_layers)
         if n == 0:
             routing = np.zeros((n_moe, 0, self.info.n_expert_used), np.int32) if capturing else None
             return EvalResult(np.zeros((0, n_vocab), np.float32), routing)
-        if self._n_past + n > self._n_ctx:
-            raise BackendError(
-                f"context full: {self._n_past} cached + {n} new tokens exceed the context size "
-                f"{self._n_ctx} (raise it with --ctx)"
-            )
-        lo, hi = min(toks), max(toks)
-        if lo < 0 or hi >= n_vocab:
-            bad = lo if lo < 0 else hi
-            raise BackendError(f"token id {bad} is outside the vocabulary (0..{n_vocab - 1})")
 
         logits = np.empty((n, n_vocab), dtype=np.float32)
         routing = np.empty((n_moe, n, self.info.n_expert_used), np.int32) if capturing else None

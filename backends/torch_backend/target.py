@@ -28,7 +28,8 @@ from typing import Sequence
 
 import numpy as np
 
-from backends.base import BackendError, EvalResult, ModelInfo, check_vocab_compatible, default_threads, vocab_fingerprint
+from backends.base import (BackendError, EvalResult, ModelInfo, PieceVocab, check_new_tokens, check_vocab_compatible,
+                           default_threads, vocab_fingerprint)
 from backends.model_drafter import ModelDrafter
 from backends.torch_backend import checkpoint as ckpt
 
@@ -150,7 +151,7 @@ class _Capture:
         return hook
 
 
-class TorchTarget:
+class TorchTarget(PieceVocab):
     """A transformers causal LM as a Target. Build it with :func:`load_target`. One thread at a time."""
 
     def __init__(self) -> None:  # use load_target()
@@ -199,30 +200,12 @@ class TorchTarget:
             ids = list(self._bos_prefix) + ids
         return ids
 
-    def token_bytes(self, token: int) -> bytes:
-        if not 0 <= token < len(self._pieces):
-            raise BackendError(f"token id {token} is outside the vocabulary (0..{len(self._pieces) - 1})")
-        return self._pieces[token]
-
-    def detokenize(self, tokens: Sequence[int], special: bool = False) -> str:
-        pieces = self._pieces
-        n = len(pieces)
-        skip = () if special else self._control
-        out = []
-        for t in tokens:
-            t = int(t)
-            if not 0 <= t < n:
-                raise BackendError(f"token id {t} is outside the vocabulary (0..{n - 1})")
-            if t not in skip:
-                out.append(pieces[t])
-        return b"".join(out).decode("utf-8", errors="replace")
-
     def eval(self, tokens: Sequence[int]) -> EvalResult:
         self._live()
         torch = self._torch
-        toks = np.asarray(tokens, dtype=np.int64).reshape(-1)
-        n = int(toks.size)
         n_vocab = self.info.n_vocab
+        toks = np.asarray(check_new_tokens(tokens, self._n_past, self._n_ctx, n_vocab), dtype=np.int64)
+        n = int(toks.size)
         cap = self._capture
         capturing = cap is not None and cap.enabled
         n_moe = len(self.info.moe_layers)
@@ -230,15 +213,6 @@ class TorchTarget:
         if n == 0:
             routing = np.zeros((n_moe, 0, k), np.int32) if capturing else None
             return EvalResult(np.zeros((0, n_vocab), np.float32), routing)
-        if self._n_past + n > self._n_ctx:
-            raise BackendError(
-                f"context full: {self._n_past} cached + {n} new tokens exceed the context size "
-                f"{self._n_ctx} (raise it with --ctx)"
-            )
-        lo, hi = int(toks.min()), int(toks.max())
-        if lo < 0 or hi >= n_vocab:
-            bad = lo if lo < 0 else hi
-            raise BackendError(f"token id {bad} is outside the vocabulary (0..{n_vocab - 1})")
         if capturing:
             cap.reset()
         start = self._n_past
