@@ -396,26 +396,34 @@ def write_cost_target(path: str | os.PathLike, *, size: str = "cpu", seed: int =
     ``progress(done_bytes, total_bytes, label)`` is called as it goes."""
     vocab = default_vocab()
     ct, _ = _configs(size, vocab)
-    shape = SIZES[size].target
-    nxt = cost_target_next(seed, vocab)
-    emb16 = _unit_rms_rows(_rng(seed, "token_embd.weight"), vocab.n_vocab, ct.n_embd).astype(np.float16)
-    head16 = _head(emb16, nxt).astype(np.float16)
-    _check_clean(emb16, head16, nxt, f"cost target {size}")
+    return _write_cycle_model(
+        path, ct, vocab, cost_target_next(seed, vocab), seed=seed, emb_stream="token_embd.weight",
+        block_prefix="target.", what=f"cost target {size}", name=f"cascade cost-pair target {size} (seed {seed})",
+        spec=_spec("target", size, seed, SIZES[size].target), total=size_bytes(size)[0],
+        progress=progress, _state=_state)
 
-    def tensors(name, tshape, kind):
-        if name == "token_embd.weight":
+
+def _write_cycle_model(path, c, vocab, nxt: np.ndarray, *, seed: int, emb_stream: str, block_prefix: str,
+                       what: str, name: str, spec: str, total: int, progress, _state) -> Path:
+    """Write a model whose greedy next token after ``t`` is ``nxt[t]`` along its residual path
+    (unit-RMS embedding, a head that maps each embedding to its successor), every block real
+    seeded weights: the target and the drafters differ only in these arguments."""
+    emb16 = _unit_rms_rows(_rng(seed, emb_stream), vocab.n_vocab, c.n_embd).astype(np.float16)
+    head16 = _head(emb16, nxt).astype(np.float16)
+    _check_clean(emb16, head16, nxt, what)
+
+    def tensors(tname, tshape, kind):
+        if tname == "token_embd.weight":
             yield emb16
-        elif name == "output.weight":
+        elif tname == "output.weight":
             yield head16
-        elif name == "output_norm.weight":
+        elif tname == "output_norm.weight":
             yield np.ones(tshape, np.float32)
         else:
-            yield from _block_tensor(name, tshape, kind, seed, "target.")
+            yield from _block_tensor(tname, tshape, kind, seed, block_prefix)
 
-    total, done, label = _state or (size_bytes(size)[0], [0], Path(path).name)
-    return _write_streaming(
-        Path(path), ct, vocab, f"cascade cost-pair target {size} (seed {seed})",
-        _spec("target", size, seed, shape), tensors, _ticker(progress, total, label, done))
+    total, done, label = _state or (total, [0], Path(path).name)
+    return _write_streaming(Path(path), c, vocab, name, spec, tensors, _ticker(progress, total, label, done))
 
 
 def write_cost_drafter(path: str | os.PathLike, *, size: str = "cpu", agreement: float = 0.9,
@@ -427,28 +435,14 @@ def write_cost_drafter(path: str | os.PathLike, *, size: str = "cpu", agreement:
     agreement = _check_agreement(agreement)
     vocab = default_vocab()
     _, cd = _configs(size, vocab)
-    shape = SIZES[size].draft
-    dnext = cost_drafter_next(seed, agreement, vocab, phase_len)
-    emb16 = _unit_rms_rows(_rng(seed, "draft.token_embd.weight"), vocab.n_vocab, cd.n_embd).astype(np.float16)
-    head16 = _head(emb16, dnext).astype(np.float16)
-    _check_clean(emb16, head16, dnext, f"cost drafter {size} agreement {agreement:g}")
-
-    def tensors(name, tshape, kind):
-        if name == "token_embd.weight":
-            yield emb16
-        elif name == "output.weight":
-            yield head16
-        elif name == "output_norm.weight":
-            yield np.ones(tshape, np.float32)
-        else:
-            yield from _block_tensor(name, tshape, kind, seed, "draft.")
-
-    total, done, label = _state or (size_bytes(size)[1], [0], Path(path).name)
-    return _write_streaming(
-        Path(path), cd, vocab, f"cascade cost-pair drafter {size} agreement {agreement:g} (seed {seed})",
-        _spec("drafter", size, seed, shape, agreement=agreement,
-              **({"phase_len": int(phase_len)} if phase_len else {})), tensors,
-        _ticker(progress, total, label, done))
+    return _write_cycle_model(
+        path, cd, vocab, cost_drafter_next(seed, agreement, vocab, phase_len), seed=seed,
+        emb_stream="draft.token_embd.weight", block_prefix="draft.",
+        what=f"cost drafter {size} agreement {agreement:g}",
+        name=f"cascade cost-pair drafter {size} agreement {agreement:g} (seed {seed})",
+        spec=_spec("drafter", size, seed, SIZES[size].draft, agreement=agreement,
+                   **({"phase_len": int(phase_len)} if phase_len else {})),
+        total=size_bytes(size)[1], progress=progress, _state=_state)
 
 
 def target_filename(size: str, seed: int = 0) -> str:
