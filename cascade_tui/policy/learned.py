@@ -42,6 +42,7 @@ cache outside the policy (the policy itself does no I/O).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import deque
 from typing import Any
@@ -81,11 +82,18 @@ def expected_emitted(a: float, k: int) -> float:
 
 
 def _fit_curve(points: dict[int, float]) -> tuple[float, float, float]:
+    """See :func:`_fit_points` (memoized: between two decisions most points keep their cost)."""
+    return _fit_points(tuple(sorted(points.items())))
+
+
+@functools.lru_cache(maxsize=256)
+def _fit_points(items: tuple[tuple[int, float], ...]) -> tuple[float, float, float]:
     """(a, b, g) of ``c(n) = a + b (n - 1) + g ln(n)`` fitted to ``{n: cost}``, b, g >= 0.
 
     One point: flat. Two points: the ``ln`` shape through both (the optimistic one). Three or
     more: least squares over the non-negative combinations (both terms, ``ln`` only, linear only,
     flat), the best that fits."""
+    points = dict(items)
     ns = sorted(points)
     if not ns:
         return 0.0, 0.0, 0.0
@@ -139,6 +147,64 @@ def _lstsq(cols: list[list[float]], y: list[float]) -> list[float] | None:
     for r in range(p - 1, -1, -1):
         x[r] = (v[r] - sum(A[r][j] * x[j] for j in range(r + 1, p))) / A[r][r]
     return x
+
+
+class _Curve:
+    """The cost model at one moment: ``pts`` (n -> cost), the sample count and fastest sample of
+    each, the window that makes a point trusted and the points that came from the cache.
+    Lookups are memoized: a decision asks for every K's cost, and each curve fit is a small
+    least-squares problem."""
+
+    def __init__(self, pts: dict[int, float], counts: dict[int, int], fastest: dict[int, float],
+                 window: int, imported: frozenset[int]):
+        self.pts, self.counts, self.fastest, self.window, self.imported = pts, counts, fastest, window, imported
+        self.settled = {n: c for n, c in pts.items() if counts[n] >= SETTLE or n in imported}
+        self._memo: dict[int, float | None] = {}
+        self._fits: dict[int | None, tuple[float, float, float]] = {}
+
+    def _fit_without(self, n: int) -> tuple[float, float, float]:
+        key = n if n in self.pts else None  # every unmeasured n shares the fit through all points
+        if key not in self._fits:
+            self._fits[key] = _fit_curve({m: c for m, c in self.pts.items() if m != n})
+        return self._fits[key]
+
+    def cost(self, n: int) -> float | None:
+        """Predicted verify + bookkeeping seconds for ``n`` verified tokens (None: nothing known).
+
+        A point with a full window of samples (``cost_window``) is its median; one with fewer,
+        the smaller of its median and the curve through the other points (slow first samples,
+        a busy moment of the machine, must not rule a K out for good: it is tried again until
+        its window is full); anything else comes from the curve."""
+        if n not in self._memo:
+            self._memo[n] = self._cost(n)
+        return self._memo[n]
+
+    def _cost(self, n: int) -> float | None:
+        pts = self.pts
+        if not pts:
+            return None
+        if n in pts and (n == 1 or self.counts[n] >= self.window or n in self.imported):
+            return pts[n]  # (c(1), the baseline of every utility, is always taken as measured)
+        n_others = len(pts) - (n in pts)
+        if n in pts and n_others < 2:
+            # no curve to compare the first samples with: a little optimism buys one more look
+            # (one slow moment must not switch speculation off), settled samples count as they are
+            return pts[n] if self.counts[n] >= SETTLE else FIRST_LOOK * pts[n]
+        if not n_others:
+            return None
+        a, b, g = self._fit_without(n)
+        pred = a + b * (n - 1) + g * math.log(n)
+        # the cost never falls as n grows: at least the largest settled cost below n
+        below = [c for m, c in self.settled.items() if m < n]
+        pred = max(pred, max(below) if below else 0.0, 1e-12)
+        return max(min(pred, pts[n]), 0.5 * pts[n]) if n in pts else pred  # optimism: at most 2x
+
+    def lower(self, n: int) -> float | None:
+        """The cheapest ``c(n)`` can be: cost never falls as n grows, so at least the fastest
+        sample of any settled point at or below n (settled and the fastest, so one slow moment
+        of the machine cannot rule a K out)."""
+        below = [self.fastest[m] for m in self.settled if m <= n]
+        return max(below) if below else None
 
 
 class LearnedPolicy(Policy):
@@ -197,7 +263,6 @@ class LearnedPolicy(Policy):
         self._imported: set[int] = set()  # cost points that came from the cache, not measured here
         self._decision = Decision(0, "base", f"measuring c(1): {self.get('base_iters')} iterations at K=0")
         self._pred: dict[int, float] = {}
-        self._stat = _typical  # how a point's samples become its cost (predict() uses the median)
 
     def reset(self) -> None:
         if not self.get("memory"):
@@ -268,76 +333,43 @@ class LearnedPolicy(Policy):
         n = self._succ + self._fail + 1.0
         return min(1.0, a + self.get("optimism") * math.sqrt(a * (1.0 - a) / (n + 1.0)))
 
-    def _fresh_costs(self) -> dict[int, float]:
+    def _fresh_costs(self, stat=_typical) -> dict[int, float]:
         horizon = self._n - self.get("stale_after")
-        stat = self._stat
         return {n: stat(d) for n, d in self._costs.items()
                 if d and (self._cost_at.get(n, -1) >= horizon or n in self._imported)}
 
-    def _settled(self, pts: dict[int, float]) -> dict[int, float]:
-        """Points with enough samples (``SETTLE``) that one slow iteration cannot rule them out."""
-        return {n: c for n, c in pts.items() if len(self._costs[n]) >= SETTLE or n in self._imported}
+    def _curve(self, stat=_typical) -> _Curve:
+        """The cost model as it stands, each point's samples summed up by ``stat``."""
+        pts = self._fresh_costs(stat)
+        return _Curve(pts, {n: len(self._costs[n]) for n in pts}, {n: min(self._costs[n]) for n in pts},
+                      self.get("cost_window"), frozenset(self._imported))
 
     def cost(self, n: int) -> float | None:
-        """Predicted verify + bookkeeping seconds for ``n`` verified tokens (None: nothing known).
-
-        A point with a full window of samples (``cost_window``) is its median; one with fewer,
-        the smaller of its median and the curve through the other points (slow first samples,
-        a busy moment of the machine, must not rule a K out for good: it is tried again until
-        its window is full); anything else comes from the curve."""
-        pts = self._fresh_costs()
-        if not pts:
-            return None
-        settled = self._settled(pts)
-        if n in pts and (n == 1 or len(self._costs[n]) >= self.get("cost_window") or n in self._imported):
-            return pts[n]  # (c(1), the baseline of every utility, is always taken as measured)
-        others = {m: c for m, c in pts.items() if m != n}
-        if n in pts and len(others) < 2:
-            # no curve to compare the first samples with: a little optimism buys one more look
-            # (one slow moment must not switch speculation off), settled samples count as they are
-            return pts[n] if len(self._costs[n]) >= SETTLE else FIRST_LOOK * pts[n]
-        if not others:
-            return None
-        a, b, g = _fit_curve(others)
-        pred = a + b * (n - 1) + g * math.log(n)
-        # the cost never falls as n grows: at least the largest settled cost below n
-        below = [c for m, c in settled.items() if m < n]
-        pred = max(pred, max(below) if below else 0.0, 1e-12)
-        return max(min(pred, pts[n]), 0.5 * pts[n]) if n in pts else pred  # optimism: at most 2x
-
-    def _lower_cost(self, n: int) -> float | None:
-        """The cheapest ``c(n)`` can be: cost never falls as n grows, so at least the fastest
-        sample of any settled point at or below n (settled and the fastest, so one slow moment
-        of the machine cannot rule a K out)."""
-        fresh = self._fresh_costs()
-        below = [min(self._costs[m]) for m in self._settled(fresh) if m <= n]
-        return max(below) if below else None
+        """Predicted verify + bookkeeping seconds for ``n`` verified tokens (None: nothing known);
+        see :meth:`_Curve.cost`."""
+        return self._curve().cost(n)
 
     def _draft_per_token(self) -> float:
         return _median(self._draft) if self._draft else 0.0
 
-    def predict(self, k: int) -> float | None:
+    def predict(self, k: int, curve: _Curve | None = None) -> float | None:
         """Predicted utility of ``k`` (speedup over K=0), None until c(1) is known: what is reported
         (the TUI, the bench's utility check). It takes the median of each point's samples, an
         unbiased typical time, where decisions take the robust lower third."""
-        self._stat = _median
-        try:
-            return self._utility_at(k, self.acceptance())
-        finally:
-            self._stat = _typical
+        return self._utility_at(k, self.acceptance(), curve or self._curve(_median))
 
-    def _utility_at(self, k: int, a: float) -> float | None:
-        t0 = self.cost(1)
+    def _utility_at(self, k: int, a: float, curve: _Curve) -> float | None:
+        t0 = curve.cost(1)
         if t0 is None or t0 <= 0:
             return None
         if k == 0:
             return 1.0
-        tk = k * self._draft_per_token() + self.cost(k + 1)
+        tk = k * self._draft_per_token() + curve.cost(k + 1)
         return expected_emitted(a, k) * t0 / tk if tk > 0 else None
 
-    def _best_case_beats_off(self, k: int) -> bool:
-        t0 = self.cost(1)
-        lo = self._lower_cost(k + 1)
+    def _best_case_beats_off(self, k: int, curve: _Curve) -> bool:
+        t0 = curve.cost(1)
+        lo = curve.lower(k + 1)
         if t0 is None or lo is None:
             return True
         return (k + 1) * t0 > k * self._draft_per_token() + lo
@@ -345,7 +377,8 @@ class LearnedPolicy(Policy):
     # -- decisions ---------------------------------------------------------------------------
     def _decide(self) -> None:
         """Recompute the decision from what is known (called after each observation)."""
-        fresh = self._fresh_costs()
+        typical = self._curve()  # one snapshot of the costs for every K below
+        fresh = typical.pts
         have = len(self._costs.get(1, ()))
         if 1 in self._imported:
             pass  # a cached c(1): the first plain steps of this run replace it as they come
@@ -356,15 +389,16 @@ class LearnedPolicy(Policy):
             return
         kmax = self.get("k_max")
         a_dec = self._acceptance_to_decide()
-        pred = {k: self._utility_at(k, a_dec) for k in range(0, kmax + 1)}
+        pred = {k: self._utility_at(k, a_dec, typical) for k in range(0, kmax + 1)}
         # explore geometrically: an unmeasured K only up to REACH times the largest n measured
         reach = REACH * max(fresh)
         if not self._draft:
             reach = min(reach, REACH)  # the drafter's own cost is unknown yet: nothing long
         allowed = [k for k in range(1, kmax + 1)
-                   if self._best_case_beats_off(k) and (k + 1 in fresh or k + 1 <= reach)]
+                   if self._best_case_beats_off(k, typical) and (k + 1 in fresh or k + 1 <= reach)]
         # what is reported (utility, state) is the plain prediction, not the optimistic one
-        self._pred = {k: u for k in range(0, kmax + 1) if (u := self.predict(k)) is not None}
+        median = self._curve(_median)
+        self._pred = {k: u for k in range(0, kmax + 1) if (u := self.predict(k, median)) is not None}
         cur = self._decision.k if self._decision.phase in ("set", "test") else 0
         best = max(allowed, key=lambda k: (pred[k], -k)) if allowed else 0
         best_u = pred[best] if allowed else 1.0
@@ -381,7 +415,7 @@ class LearnedPolicy(Policy):
                 # a short probe (at most PROBE_K_MAX drafts, where it would pay most if the drafter
                 # now agreed): a verify of many tokens can cost several plain steps
                 short = [k for k in allowed if k <= PROBE_K_MAX] or allowed[:1]
-                k = max(short, key=lambda k: (self._utility_at(k, PROBE_ACCEPT), -k))
+                k = max(short, key=lambda k: (self._utility_at(k, PROBE_ACCEPT, typical), -k))
                 self._probing = True
                 why = "no draft verified yet" if unseen else f"acceptance unseen for {self._off_for} iterations"
                 self._decision = Decision(k, "test", f"probing K={k}: {why}")
@@ -391,7 +425,7 @@ class LearnedPolicy(Policy):
                    "no K can beat plain decoding even if every draft were accepted")
             self._decision = self._keep_reason(Decision(0, "set", f"{why}; speculation off"))
             return
-        measured = (best + 1) in self._settled(fresh) and (best + 1) not in self._imported
+        measured = (best + 1) in typical.settled and (best + 1) not in self._imported
         every = self.get("refresh_every")
         if measured and every and self._since_refresh >= every:
             # one iteration of upkeep: c(1) every other time, else the runner-up K, so that one
