@@ -1,8 +1,9 @@
 """``bench --plot``: speedup over plain decoding against the draft length K, one line per workload.
 
 Static K points (with ``off`` at K = 0, speedup 1.0) form each workload's curve; Cascade's measured
-speedup is a dashed horizontal line in the same colour with a diamond at its mean K; the heuristic
-policy, when measured, is a star at its mean K. matplotlib is imported lazily, without pyplot, on
+speedup is a dashed horizontal line in the same colour with a diamond at its mean K, ``learned``'s
+a dash-dotted one with a square; the heuristic policy is a star at its mean K (any other adaptive
+policy a triangle). matplotlib is imported lazily, without pyplot, on
 the Agg canvas (no display needed).
 """
 
@@ -14,6 +15,8 @@ from pathlib import Path
 from cascade_tui.bench.runner import BenchError, BenchReport
 
 PLOT_SUFFIXES = (".png", ".svg", ".pdf")
+#: how each adaptive policy is drawn: marker at its mean K, and the line style of its level (None: none)
+MARKERS = {"cascade": ("D", "--"), "learned": ("s", "-."), "heuristic": ("*", None)}
 MATPLOTLIB_HINT = "pip install matplotlib (or: pip install 'cascade-tui[bench]')"
 
 
@@ -45,7 +48,8 @@ def plot_report(report: BenchReport, path: str | Path) -> Path:
         if pts:
             ax.plot([k for k, _ in pts], [s for _, s in pts], "o-", color=c, label=f"{w}: static K (K=0: off)")
             max_k = max(max_k, pts[-1][0])
-        for name, marker, style in (("cascade", "D", "--"), ("heuristic", "*", None)):
+        for name in report.adaptive:
+            marker, style = MARKERS.get(name, ("^", None))
             a = report.aggregate(w, name)
             s = report.ratio(w, name, "off")
             if a is None or s is None:
