@@ -130,7 +130,7 @@ def test_whatif_predicts_static_3_from_static_1_and_back_within_15_percent(tmp_p
     from cascade_tui.session.core import RecordOptions, Session
 
     rounds = []
-    for i in range(6):
+    for i in range(8):
         rec = {}
         for pol in ("static:1", "static:3") if i % 2 else ("static:3", "static:1"):
             path = tmp_path / f"{pol.replace(':', '_')}-{i}.cascade.jsonl"

@@ -214,10 +214,12 @@ def fit_cost(rows: list[IterationRow]) -> CostModel:
             assumptions.append(f"every draft had {int(k[0])} token{'s' if k[0] != 1 else ''} and read the same "
                                "number: other lengths are extrapolated proportionally to the tokens the drafter "
                                "evaluates")
-    if len(sizes) == 1 and e0 > 0:
-        # one verify size: the per-eval overhead is the runtime's, on this machine; take the
-        # drafter's (measured above) for the target too, the rest of the time per token
-        a = min(e0, 0.5 * float(np.mean(v)))
+    if len(sizes) == 1 and e0 + e1 > 0:
+        # one verify size: the per-eval overhead is the runtime's, on this machine. Take the
+        # drafter's one-token eval for it (the drafter is small, so that is nearly all per-call
+        # overhead; its split into e0 and e1 is often not identified when every draft has the same
+        # length, but the sum is), the rest of the verify time per token
+        a = min(e0 + e1, 0.5 * float(np.mean(v)))
         rest = v - a - (c * u if use_u else 0.0)
         b = max(0.0, float(np.mean(rest)) / sizes[0])
         assumptions[0] = (f"every iteration verified {sizes[0]} tokens: other sizes are extrapolated with the "
