@@ -79,6 +79,7 @@ def test_each_run_matches_a_standalone_request_and_output_equals_off():
 def test_drafter_reads_the_prompt_outside_the_timed_request():
     report = bench()
     assert report.meta["draft_prefill"].startswith("untimed")
+    compared = 0
     for r in report.runs:
         alone = standalone(r)
         assert r.tokens == alone.emitted and r.identical_to_off is True
@@ -87,8 +88,15 @@ def test_drafter_reads_the_prompt_outside_the_timed_request():
             assert r.draft_prefill_s == 0 and r.decode_s == pytest.approx(alone.decode_s)
         else:  # the fake drafter's cost model: 0.05 s + 0.01 s per token and eval
             assert r.draft_prefill_s == pytest.approx(0.05 + 0.01 * n_prompt)
-            if r.drafted:
+            # an adaptive policy decides from timings, so without the prompt in its first draft
+            # it may take another path (learned: 50 drafted instead of 49): compare like with like
+            same_path = (r.iterations, r.drafted) == (alone.iterations, alone.drafted)
+            if r.policy.startswith("static:"):
+                assert same_path
+            if r.drafted and same_path:
                 assert r.decode_s < alone.decode_s
+                compared += 1
+    assert compared >= sum(1 for r in report.runs if r.policy.startswith("static:") and r.drafted)
 
 
 def test_aggregates_are_ratios_of_sums():

@@ -17,19 +17,23 @@ rest:
   blind jump to it). Mean unique experts per ``n`` are kept and shown next
   to the costs when routing is known.
 * **the draft cost** per drafted token (median of recent ``draft_s / drafted``) and **the
-  acceptance rate** ``a``: each drafted position is a Bernoulli trial until the first rejection;
-  successes and failures are counted with exponential forgetting (``accept_halflife`` iterations,
-  drafting or not), so a change of text shows within a few dozen iterations.
+  acceptance** per draft position ``a[i]`` = P(draft i accepted | the drafts before it were), for
+  the first ``POSITIONS`` positions (the last stands for every later one). Greedy drafts are not
+  independent trials: once the first token agrees the next ones usually do too. Successes and
+  failures are counted with exponential forgetting (``accept_halflife`` iterations, drafting or
+  not), so a change of text shows within a few dozen iterations.
 
-The expected tokens an iteration emits with K drafted is ``E(K) = (1 - a^(K+1)) / (1 - a)``; its
-predicted time is ``T(K) = K d + c(K + 1)``; the predicted utility (speedup over no speculation)
-is ``U(K) = E(K) T(0) / T(K)``. Each iteration runs the K of largest U (ties and changes smaller than
-``hysteresis`` keep the current K). A K whose best case (every draft accepted, the cheapest cost
-the curve allows: ``c`` never falls as ``n`` grows) cannot beat K = 0 is never tried.
+The expected tokens an iteration emits with K drafted is ``E(K) = 1 + sum_j prod_{i<j} a[i]``
+(``j = 1..K``); its predicted time is ``T(K) = K d + c(K + 1)``; the predicted utility (speedup
+over no speculation) is ``U(K) = E(K) T(0) / T(K)``. Each iteration runs the K of largest U (ties
+and changes smaller than ``hysteresis`` keep the current K). A K whose best case (every draft
+accepted, the cheapest cost the curve allows: ``c`` never falls as ``n`` grows) cannot beat K = 0
+is never tried.
 
 While speculation is off, acceptance cannot be observed: every ``probe_after`` iterations (doubling
 after each probe that does not turn speculation on, up to ``probe_max``; reset when it does) one
-iteration drafts a short probe. Phases as the UI shows them: ``base`` measures ``c(1)``,
+iteration drafts a short probe, never more often than keeps the probes' extra time within
+``probe_budget`` of the time spent off. Phases as the UI shows them: ``base`` measures ``c(1)``,
 ``test`` runs a K whose cost is not yet measured (or a probe), ``set`` runs the predicted best K
 (K = 0: speculation off).
 
@@ -45,7 +49,7 @@ from __future__ import annotations
 import functools
 import math
 from collections import deque
-from typing import Any
+from typing import Any, Sequence
 
 from cascade_tui.policy.base import Decision, Observation, Param, Policy, PolicyError
 from cascade_tui.policy.static import MAX_K
@@ -56,6 +60,8 @@ PROBE_K_MAX = 2  # longest probe draft
 REACH = 4  # an unmeasured K is tried only up to this many times the largest n measured
 FIRST_LOOK = 0.75  # an unsettled point with no curve to compare it with counts at this share
 SETTLE = 3  # samples after which a cost point is trusted over the curve
+UNSETTLED_FLOOR = 0.5  # an unsettled cost point counts at least this share of its samples
+POSITIONS = 4  # draft positions with an acceptance rate of their own; later ones share the last
 
 
 def _median(xs) -> float:
@@ -72,10 +78,18 @@ def _typical(xs) -> float:
     return s[(len(s) - 1) // 3]
 
 
-def expected_emitted(a: float, k: int) -> float:
-    """Tokens an iteration emits on average with ``k`` drafted and acceptance ``a`` per position."""
+def expected_emitted(a: float | Sequence[float], k: int) -> float:
+    """Tokens an iteration emits on average with ``k`` drafted. ``a``: the acceptance of every
+    position, or per position ``a[i]`` = P(draft ``i`` accepted | drafts before it accepted), the
+    last rate standing for every later position."""
     if k <= 0:
         return 1.0
+    if not isinstance(a, (int, float)):
+        total, p = 1.0, 1.0
+        for i in range(k):
+            p *= a[min(i, len(a) - 1)]
+            total += p
+        return total
     if a >= 1.0 - 1e-12:
         return float(k + 1)
     return (1.0 - a ** (k + 1)) / (1.0 - a)
@@ -171,10 +185,10 @@ class _Curve:
     def cost(self, n: int) -> float | None:
         """Predicted verify + bookkeeping seconds for ``n`` verified tokens (None: nothing known).
 
-        A point with a full window of samples (``cost_window``) is its median; one with fewer,
-        the smaller of its median and the curve through the other points (slow first samples,
-        a busy moment of the machine, must not rule a K out for good: it is tried again until
-        its window is full); anything else comes from the curve."""
+        A point with ``SETTLE`` samples or more stands for them (their lower third, or median:
+        the ``stat`` of the snapshot); one with fewer, the smaller of its samples and the curve
+        through the other points (a first slow sample must not rule a K out); anything else
+        comes from the curve."""
         if n not in self._memo:
             self._memo[n] = self._cost(n)
         return self._memo[n]
@@ -183,8 +197,12 @@ class _Curve:
         pts = self.pts
         if not pts:
             return None
-        if n in pts and (n == 1 or self.counts[n] >= self.window or n in self.imported):
-            return pts[n]  # (c(1), the baseline of every utility, is always taken as measured)
+        if n in pts and (n == 1 or self.counts[n] >= min(self.window, SETTLE) or n in self.imported):
+            # (c(1), the baseline of every utility, is always taken as measured). SETTLE samples
+            # are enough: the point stands for the lower third of them (the fastest of three), so
+            # a busy moment rules nothing out unless it lasts; trying an expensive K until a whole
+            # window had filled cost the demo 10 slow iterations of K = 12 at a time
+            return pts[n]
         n_others = len(pts) - (n in pts)
         if n in pts and n_others < 2:
             # no curve to compare the first samples with: a little optimism buys one more look
@@ -197,7 +215,10 @@ class _Curve:
         # the cost never falls as n grows: at least the largest settled cost below n
         below = [c for m, c in self.settled.items() if m < n]
         pred = max(pred, max(below) if below else 0.0, 1e-12)
-        return max(min(pred, pts[n]), 0.5 * pts[n]) if n in pts else pred  # optimism: at most 2x
+        # optimism for a point seen fewer than SETTLE times: at most 1/UNSETTLED_FLOOR below its
+        # samples (a look at an expensive K costs several plain steps; with 2x allowed the demo
+        # drafted 15 tokens three times in a row at 5-6 plain steps each)
+        return max(min(pred, pts[n]), UNSETTLED_FLOOR * pts[n]) if n in pts else pred
 
     def lower(self, n: int) -> float | None:
         """The cheapest ``c(n)`` can be: cost never falls as n grows, so at least the fastest
@@ -225,6 +246,9 @@ class LearnedPolicy(Policy):
               "while speculating, every this many iterations one re-measures c(1) or the runner-up K (0: never)"),
         Param("probe_after", int, 16, 1, 1_000_000, "iterations with speculation off before a probe drafts again"),
         Param("probe_max", int, 512, 1, 10_000_000, "longest interval between probes"),
+        Param("probe_budget", float, 0.02, 0.001, 1.0,
+              "share of the time with speculation off that probes may cost (their extra time over a plain "
+              "step); spaces probes further apart than probe_after where a probe is expensive"),
         Param("memory", bool, True, None, None, "carry the learned costs and acceptance over to the next request"),
         Param("carry_weight", float, 4.0, 0.0, 1000.0, "pseudo-iterations of acceptance evidence carried into a new request"),
     )
@@ -251,11 +275,16 @@ class LearnedPolicy(Policy):
         self._cost_at: dict[int, int] = {}  # n -> iteration of its latest sample
         self._uniq: dict[int, float] = {}  # n -> running mean unique experts per MoE layer
         self._draft = deque(maxlen=self.get("cost_window"))  # recent draft seconds per token
-        self._succ = 0.0  # decayed accepted positions
-        self._fail = 0.0  # decayed rejected positions
+        # decayed accepted / rejected drafts per draft position (the last one pools the later
+        # positions): greedy drafts are not independent trials; once the first token agrees the
+        # next ones usually do too (the demo on math: 0.55 at position 1, 0.92 at 2 and 3), and
+        # one pooled rate made short drafts look better and long ones worse than they are
+        self._succ = [0.0] * POSITIONS
+        self._fail = [0.0] * POSITIONS
         self._ever_drafted = False
         self._off_for = 0  # consecutive iterations with speculation off
         self._probe_every = self.get("probe_after")
+        self._probe_extra: float | None = None  # what the last probe cost over a plain step (s)
         self._probing = False
         self._since_refresh = 0  # iterations since the last upkeep sample
         self._maintaining = False
@@ -271,12 +300,12 @@ class LearnedPolicy(Policy):
             if costs:  # a cache seeds every request, memory or not
                 self.import_costs(costs)
             return
-        total = self._succ + self._fail
+        total = sum(self._succ) + sum(self._fail)
         w = self.get("carry_weight")
-        if total > w > 0:
-            self._succ, self._fail = self._succ * w / total, self._fail * w / total
-        elif w == 0:
-            self._succ = self._fail = 0.0
+        if total > w > 0 or w == 0:
+            f = w / total if total > 0 else 0.0
+            self._succ = [x * f for x in self._succ]
+            self._fail = [x * f for x in self._fail]
         self._off_for = 0
         # the probe interval restarts shorter (halved, at least probe_after), not from scratch:
         # a run of hard requests keeps probes rare, an easy one after them is still found soon
@@ -320,18 +349,34 @@ class LearnedPolicy(Policy):
 
     # -- the model ---------------------------------------------------------------------------
     def acceptance(self) -> float:
-        total = self._succ + self._fail
-        prior = self.get("accept_prior")
-        return (self._succ + prior) / (total + 1.0)  # one pseudo-observation of the prior
+        """The share of drafted positions accepted (recent, decayed): what is shown."""
+        succ, total = sum(self._succ), sum(self._succ) + sum(self._fail)
+        return (succ + self.get("accept_prior")) / (total + 1.0)  # one pseudo-observation of the prior
 
-    def _acceptance_to_decide(self) -> float:
-        """The acceptance decisions use: the estimate plus ``optimism`` standard errors. With
-        plenty of recent evidence it is the estimate; with little (early on, or after a stretch
-        without drafting, as the evidence fades) it leans towards trying, so one unlucky draft
-        cannot switch speculation off for long, and a text that got easier is found."""
-        a = self.acceptance()
-        n = self._succ + self._fail + 1.0
-        return min(1.0, a + self.get("optimism") * math.sqrt(a * (1.0 - a) / (n + 1.0)))
+    def acceptance_by_position(self, optimism: float = 0.0) -> list[float]:
+        """P(draft position i accepted | the positions before it were), i = 0..POSITIONS-1 (the
+        last stands for every later one). Each rate starts from one pseudo-observation of the
+        previous position's (the first: ``accept_prior``), so a position rarely reached follows
+        the one before it. ``optimism``: that many standard errors added to the first position's
+        rate (decisions, below): whether the drafter agrees at all is what a short try finds out;
+        optimism at every position compounded into long drafts that one lucky draft justified
+        (after one 3/3 and one 3/0 draft, K = 15 looked like U = 2.2)."""
+        rates, prior = [], self.get("accept_prior")
+        for s, f in zip(self._succ, self._fail):
+            p = (s + prior) / (s + f + 1.0)
+            rates.append(p)
+            prior = p
+        if optimism:
+            s, f, p = self._succ[0], self._fail[0], rates[0]
+            rates[0] = min(1.0, p + optimism * math.sqrt(p * (1.0 - p) / (s + f + 2.0)))
+        return rates
+
+    def _acceptance_to_decide(self) -> list[float]:
+        """The acceptance decisions use: each position's estimate plus ``optimism`` standard
+        errors. With plenty of recent evidence it is the estimate; with little (early on, or after
+        a stretch without drafting, as the evidence fades) it leans towards trying, so one
+        unlucky draft cannot switch speculation off for long, and a text that got easier is found."""
+        return self.acceptance_by_position(self.get("optimism"))
 
     def _fresh_costs(self, stat=_typical) -> dict[int, float]:
         horizon = self._n - self.get("stale_after")
@@ -356,9 +401,9 @@ class LearnedPolicy(Policy):
         """Predicted utility of ``k`` (speedup over K=0), None until c(1) is known: what is reported
         (the TUI, the bench's utility check). It takes the median of each point's samples, an
         unbiased typical time, where decisions take the robust lower third."""
-        return self._utility_at(k, self.acceptance(), curve or self._curve(_median))
+        return self._utility_at(k, self.acceptance_by_position(), curve or self._curve(_median))
 
-    def _utility_at(self, k: int, a: float, curve: _Curve) -> float | None:
+    def _utility_at(self, k: int, a: float | Sequence[float], curve: _Curve) -> float | None:
         t0 = curve.cost(1)
         if t0 is None or t0 <= 0:
             return None
@@ -411,11 +456,11 @@ class LearnedPolicy(Policy):
         a = self.acceptance()
         if best == 0:
             unseen = not self._ever_drafted  # no draft verified yet: only the prior decided
-            if (unseen or self._off_for >= self._probe_every) and allowed:
-                # a short probe (at most PROBE_K_MAX drafts, where it would pay most if the drafter
-                # now agreed): a verify of many tokens can cost several plain steps
-                short = [k for k in allowed if k <= PROBE_K_MAX] or allowed[:1]
-                k = max(short, key=lambda k: (self._utility_at(k, PROBE_ACCEPT, typical), -k))
+            # a short probe (at most PROBE_K_MAX drafts, where it would pay most if the drafter
+            # now agreed): a verify of many tokens can cost several plain steps
+            short = [k for k in allowed if k <= PROBE_K_MAX] or allowed[:1]
+            k = max(short, key=lambda k: (self._utility_at(k, PROBE_ACCEPT, typical), -k)) if short else 0
+            if allowed and (unseen or self._off_for >= self._probe_interval(typical, k)):
                 self._probing = True
                 why = "no draft verified yet" if unseen else f"acceptance unseen for {self._off_for} iterations"
                 self._decision = Decision(k, "test", f"probing K={k}: {why}")
@@ -443,6 +488,19 @@ class LearnedPolicy(Policy):
         reason = (f"K={best}: highest predicted tok/s (U={best_u:.2f} at acceptance {a:.2f})" if measured
                   else f"trying K={best}: predicted U={best_u:.2f} from the cost curve, cost not yet measured")
         self._decision = self._keep_reason(Decision(best, phase, reason))
+
+    def _probe_interval(self, curve: _Curve, k: int) -> int:
+        """Iterations off before the next probe: ``probe_after``, doubled after each probe that
+        did not turn speculation on, and at least what keeps probes within ``probe_budget`` of
+        the time (a probe verifies k + 1 tokens and makes the drafter catch up: on the grown demo
+        that is two plain steps more, and probing every 16 steps cost math 7%)."""
+        c1 = curve.cost(1)
+        extra = self._probe_extra
+        if extra is None and c1 and k:
+            ck = curve.cost(k + 1)
+            extra = None if ck is None else max(k * self._draft_per_token() + ck - c1, 0.0)
+        floor = math.ceil(extra / (self.get("probe_budget") * c1)) if extra and c1 and c1 > 0 else 0
+        return max(self._probe_every, min(floor, self.get("probe_max")))
 
     def _keep_reason(self, d: Decision) -> Decision:
         """Keep the previous reason text while K and phase stay (its numbers would otherwise
@@ -475,12 +533,15 @@ class LearnedPolicy(Policy):
         # evidence fades per iteration, drafted or not: after a long stretch without speculation
         # the next probe's outcome decides, not what the text was like long ago
         decay = 0.5 ** (1.0 / self.get("accept_halflife"))
-        self._succ *= decay
-        self._fail *= decay
+        self._succ = [x * decay for x in self._succ]
+        self._fail = [x * decay for x in self._fail]
         if obs.drafted > 0:
             self._ever_drafted = True
-            self._succ += obs.accepted
-            self._fail += 1.0 if obs.accepted < obs.drafted else 0.0
+            last = POSITIONS - 1
+            for i in range(min(obs.accepted, obs.drafted)):
+                self._succ[min(i, last)] += 1.0
+            if obs.accepted < obs.drafted:
+                self._fail[min(obs.accepted, last)] += 1.0
         was_probe = self._probing
         self._probing = False
         if self._maintaining:
@@ -495,6 +556,9 @@ class LearnedPolicy(Policy):
             self._off_for = 0
         self._decide()
         if was_probe:
+            c1 = self._curve().cost(1)
+            if c1 is not None:  # the drafter's catch-up included: what probing really costs
+                self._probe_extra = max(obs.iter_s - c1, 0.0)
             if self._decision.k == 0:  # the probe did not turn speculation on: wait longer
                 self._probe_every = min(self._probe_every * 2, self.get("probe_max"))
             else:
@@ -514,12 +578,13 @@ class LearnedPolicy(Policy):
 
     def backoff(self) -> int | None:
         if self._decision.k == 0 and self._decision.phase == "set":
-            return max(self._probe_every - self._off_for, 0)
+            return max(self._probe_interval(self._curve(), PROBE_K_MAX) - self._off_for, 0)
         return None
 
     def _state_extra(self) -> dict:
         return {
             "acceptance": round(self.acceptance(), 4),
+            "acceptance_by_position": [round(p, 4) for p in self.acceptance_by_position()],
             "draft_per_token": self._draft_per_token(),
             "costs": {str(n): c for n, c in sorted(self._fresh_costs().items())},
             "unique_experts": {str(n): round(u, 3) for n, u in sorted(self._uniq.items())},
