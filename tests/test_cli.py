@@ -96,7 +96,7 @@ def test_run_json_fields_and_session_recording(models, tmp_path):
     head = lines[0]
     assert head["format"] == "cascade-session" and head["version"] == 1
     assert head["model"]["arch"] == "qwen3moe" and head["model"]["n_expert"] == 8
-    assert head["policy"]["name"] == "cascade"
+    assert head["policy"]["name"] == "learned"  # the default
     # the CLI loads llama.cpp's libraries before numpy (numpy first segfaulted on a CUDA host)
     assert head["model"]["extra"]["numpy_imported_first"] is False
     its = [e for e in lines[1:] if e["type"] == "iteration"]
@@ -182,7 +182,7 @@ def test_bad_inputs(models, tmp_path):
     _expect_user_error(cli(*base, "--model", models["llama"], "--policy", "static:x"), "k")
     _expect_user_error(cli(*base, "--model", models["llama"], "--set", "k_max=99"), "k_max")
     _expect_user_error(cli(*base, "--model", models["llama"], "--set", "nonexistent=1"),
-                       "no parameter 'nonexistent'", "known: backoff, base_iters")
+                       "no parameter 'nonexistent'", "known: accept_halflife, accept_prior")
     _expect_user_error(cli(*base, "--model", models["llama"], "--backend", "torchy"), "unknown backend 'torchy'")
     _expect_user_error(cli(*base, "--model", tmp_path), "not a transformers checkpoint", "config.json is missing")
     _expect_user_error(cli(*base, "--model", models["llama"], "--set", "oops"), "KEY=VALUE")
@@ -256,7 +256,7 @@ def test_demo_pair_is_the_default():
 def test_draft_none_runs_as_off_with_a_note(models):
     p = cli("run", "--model", models["llama"], "--draft", "none", "--prompt", PROMPT, "--threads", "1",
             "--max-tokens", "8", "--no-record", "--json", check=0)
-    assert "note: no drafter, so policy cascade runs as off" in p.stderr
+    assert "note: no drafter, so policy learned runs as off" in p.stderr
     out = json.loads(p.stdout)
     assert out["policy"] == "off" and out["draft"] == "none" and out["k_histogram"] == {"0": out["iterations"]}
 

@@ -94,7 +94,7 @@ def build_demo_target() -> None:
 class PolicyArgs:
     """Which policy, with which parameters."""
 
-    policy: Annotated[str, typer.Option("--policy", "-p", help="cascade, learned, off, static:K or heuristic.")] = "cascade"
+    policy: Annotated[str, typer.Option("--policy", "-p", help="learned (the default), cascade, off, static:K or heuristic.")] = "learned"
     set_: SetOpt = None
     cost_cache: Annotated[bool, typer.Option(
         "--cost-cache/--no-cost-cache",

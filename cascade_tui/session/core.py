@@ -90,7 +90,7 @@ class Session:
         cls,
         model_options: ModelOptions,
         *,
-        policy: str = "cascade",
+        policy: str = "learned",
         params: dict[str, Any] | None = None,
         generation: GenerationConfig | None = None,
         record: RecordOptions | None = None,

@@ -106,7 +106,7 @@ class PolicyPanel(VerticalScroll):
     def compose(self) -> ComposeResult:
         with Horizontal(id="policy-line"):
             yield Label("policy")
-            yield Select([(n, n) for n in POLICIES], value="cascade", allow_blank=False, id="policy-select",
+            yield Select([(n, n) for n in POLICIES], value="learned", allow_blank=False, id="policy-select",
                          disabled=not self.editable)
         yield Static("", id="policy-doc")
         yield Vertical(id="param-rows")
