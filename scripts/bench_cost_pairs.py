@@ -99,21 +99,23 @@ def main(argv=None) -> int:
         line = ", ".join(f"{p} {sp[p] / statics[best]:.2f}x" for p in ("heuristic", "cascade", "learned") if sp.get(p))
         print(f"agreement {name}: best static {best} {statics[best]:.2f}x off; vs it: {line}")
 
-    pred, real, rows = [], [], []
+    pred, last, real, rows = [], [], [], []
     for name, rep in reports.items():
         for pol, chk in rep.get("utility_check", {}).items():
             for pt in chk["points"]:
-                if pol == "learned" and pt["k"] <= 6 and not name.startswith("phased"):
+                if pol == "learned" and not name.startswith("phased"):
                     pred.append(pt["predicted"])
+                    last.append(pt.get("predicted_last", pt["predicted"]))
                     real.append(pt["realized"])
-                    rows.append((name, pt["k"], pt["predicted"], pt["realized"]))
-    r2 = r_squared(pred, real)
-    print("\nlearned: predicted utility vs static:K realized speedup (K <= 6, steady agreements)")
-    for name, k, p, r in rows:
-        print(f"  agreement {name} K={k}: predicted {p:.2f}, realized {r:.2f}")
-    print(f"R^2 = {r2:.3f} over {len(rows)} points" if r2 is not None else "R^2: too few points")
+                    rows.append((name, pt["k"], pt["predicted"], last[-1], pt["realized"]))
+    r2, r2_last = r_squared(pred, real), r_squared(last, real)
+    print("\nlearned: predicted utility (mean over prompts / after the workload) vs static:K realized speedup")
+    for name, k, p, q, r in rows:
+        print(f"  agreement {name} K={k}: predicted {p:.2f} / {q:.2f}, realized {r:.2f}")
+    print(f"R^2 = {r2:.3f} (mean), {r2_last:.3f} (after the workload) over {len(rows)} points"
+          if r2 is not None and r2_last is not None else "R^2: too few points")
     summary = {"size": a.size, "tokens": a.tokens, "prompts": a.prompts, "threads": a.threads,
-               "table": table, "utility_points": rows, "r2": r2}
+               "table": table, "utility_points": rows, "r2": r2, "r2_last": r2_last}
     (out / f"summary-{a.size}.json").write_text(json.dumps(summary, indent=2))
     if a.plot:
         import matplotlib

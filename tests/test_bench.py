@@ -510,10 +510,14 @@ def test_bench_that_generates_nothing_says_so_in_one_line_and_exits_1(tmp_path):
 def test_utility_check_compares_prediction_with_static_k():
     rep = handmade()
     rep.policies.append("learned")
-    rep.predictions[("code", "learned")] = [{1: 1.2, 2: 1.5}, {1: 1.2, 2: 1.5}]
+    rep.predictions[("code", "learned")] = [{1: 1.0, 2: 1.3}, {1: 1.2, 2: 1.5}]  # the first prompt knew less
     rep.predictions[("chat", "learned")] = [{1: 0.8, 2: 0.5}]
     chk = rep.utility_check()["learned"]
-    got = {(p["workload"], p["k"]): (p["predicted"], round(p["realized"], 4)) for p in chk["points"]}
-    assert got == {("code", 1): (1.2, 1.2), ("code", 2): (1.5, 1.5), ("chat", 1): (0.8, 0.8), ("chat", 2): (0.5, 0.5)}
-    assert chk["r2"] == pytest.approx(1.0)
-    assert any("learned predicted utility / static:K's realized speedup, R^2 1.00" in x for x in summary_lines(rep))
+    got = {(p["workload"], p["k"]): (round(p["predicted"], 4), p["predicted_last"], round(p["realized"], 4))
+           for p in chk["points"]}
+    assert got == {("code", 1): (1.1, 1.2, 1.2), ("code", 2): (1.4, 1.5, 1.5), ("chat", 1): (0.8, 0.8, 0.8),
+                   ("chat", 2): (0.5, 0.5, 0.5)}
+    assert chk["r2_last"] == pytest.approx(1.0) and 0.9 < chk["r2"] < 1.0
+    lines = summary_lines(rep)
+    assert any("learned predicted utility / static:K's realized speedup, R^2 0.9" in x for x in lines)
+    assert any("learned after the workload (last prediction), R^2 1.00" in x for x in lines)

@@ -96,6 +96,9 @@ def summary_lines(report: BenchReport) -> list[str]:
         pts = ", ".join(f"{p['workload']} K={p['k']} {p['predicted']:.2f}/{p['realized']:.2f}" for p in chk["points"])
         r2 = "" if chk["r2"] is None else f", R^2 {chk['r2']:.2f}"
         lines.append(f"{pol} predicted utility / static:K's realized speedup{r2}: {pts}")
+        if chk.get("r2_last") is not None:
+            last = ", ".join(f"{p['workload']} K={p['k']} {p['predicted_last']:.2f}" for p in chk["points"])
+            lines.append(f"{pol} after the workload (last prediction), R^2 {chk['r2_last']:.2f}: {last}")
     captured = sum(r.capture_s for r in report.runs)
     if captured:
         decode = sum(r.decode_s for r in report.runs)

@@ -290,8 +290,11 @@ class BenchReport:
     # -- does the utility a policy predicts come true? ------------------------------------------
     def utility_check(self) -> dict:
         """Per adaptive policy: its predicted utility of each K (mean over the prompts of a
-        workload) next to the speedup static:K really reached over off on the same prompts, and
-        R^2 of prediction against realization over every (workload, K) pair."""
+        workload, and its last one: after the whole workload, what the policy has learned)
+        next to the speedup static:K really reached over off on the same prompts, and R^2 of
+        prediction against realization over every (workload, K) pair, for both. The mean
+        includes the first prompts' predictions, made before most of the cost curve was
+        measured; the last one says whether the model, once informed, tells the truth."""
         statics = {int(p.split(":")[1]): p for p in self.policies if p.startswith("static:")}
         out: dict = {}
         for pol in self.adaptive:
@@ -303,9 +306,10 @@ class BenchReport:
                     realized = self.ratio(w, label, "off")
                     if vals and realized is not None:
                         points.append({"workload": w, "k": k, "predicted": sum(vals) / len(vals),
-                                       "realized": realized})
-            out[pol] = {"points": points, "r2": r_squared([p["predicted"] for p in points],
-                                                          [p["realized"] for p in points])}
+                                       "predicted_last": vals[-1], "realized": realized})
+            real = [p["realized"] for p in points]
+            out[pol] = {"points": points, "r2": r_squared([p["predicted"] for p in points], real),
+                        "r2_last": r_squared([p["predicted_last"] for p in points], real)}
         return out
 
     def results(self) -> list[Aggregate]:
@@ -351,6 +355,7 @@ class BenchReport:
             "cascade_vs_best_static": casc["vs_best_static"],
             "policies": {p: self.policy_summary(p) for p in self.adaptive},
             "utility_r2": {p: (None if v["r2"] is None else round(v["r2"], 4)) for p, v in check.items()},
+            "utility_r2_last": {p: (None if v["r2_last"] is None else round(v["r2_last"], 4)) for p, v in check.items()},
             "all_identical_to_off": all(flags) if flags else None,
             "empty_workloads": self.empty_workloads(),
             "empty_requests": [{"workload": r.workload, "prompt_index": r.prompt_index,
