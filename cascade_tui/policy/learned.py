@@ -242,7 +242,7 @@ class LearnedPolicy(Policy):
               "decide with the acceptance this many standard errors above its estimate (thin evidence: try)"),
         Param("hysteresis", float, 0.01, 0.0, 1.0, "change K only when the prediction improves by more than this fraction"),
         Param("min_utility", float, 1.0, 0.0, 100.0, "speculate only where the predicted U reaches this"),
-        Param("refresh_every", int, 32, 0, 1_000_000,
+        Param("refresh_every", int, 16, 0, 1_000_000,
               "while speculating, every this many iterations one re-measures c(1) or the runner-up K (0: never)"),
         Param("probe_after", int, 16, 1, 1_000_000, "iterations with speculation off before a probe drafts again"),
         Param("probe_max", int, 512, 1, 10_000_000, "longest interval between probes"),
