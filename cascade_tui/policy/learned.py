@@ -197,7 +197,7 @@ class _Curve:
         pts = self.pts
         if not pts:
             return None
-        if n in pts and (n == 1 or self.counts[n] >= min(self.window, SETTLE) or n in self.imported):
+        if n in pts and (n == 1 or n in self.settled or self.counts[n] >= self.window):
             # (c(1), the baseline of every utility, is always taken as measured). SETTLE samples
             # are enough: the point stands for the lower third of them (the fastest of three), so
             # a busy moment rules nothing out unless it lasts; trying an expensive K until a whole
@@ -206,8 +206,8 @@ class _Curve:
         n_others = len(pts) - (n in pts)
         if n in pts and n_others < 2:
             # no curve to compare the first samples with: a little optimism buys one more look
-            # (one slow moment must not switch speculation off), settled samples count as they are
-            return pts[n] if self.counts[n] >= SETTLE else FIRST_LOOK * pts[n]
+            # (one slow moment must not switch speculation off)
+            return FIRST_LOOK * pts[n]
         if not n_others:
             return None
         a, b, g = self._fit_without(n)
@@ -216,8 +216,7 @@ class _Curve:
         below = [c for m, c in self.settled.items() if m < n]
         pred = max(pred, max(below) if below else 0.0, 1e-12)
         # optimism for a point seen fewer than SETTLE times: at most 1/UNSETTLED_FLOOR below its
-        # samples (a look at an expensive K costs several plain steps; with 2x allowed the demo
-        # drafted 15 tokens three times in a row at 5-6 plain steps each)
+        # samples, so a first slow sample does not rule the K out
         return max(min(pred, pts[n]), UNSETTLED_FLOOR * pts[n]) if n in pts else pred
 
     def lower(self, n: int) -> float | None:
@@ -378,9 +377,9 @@ class LearnedPolicy(Policy):
         return rates
 
     def _acceptance_to_decide(self) -> list[float]:
-        """The acceptance decisions use: each position's estimate plus ``optimism`` standard
-        errors. With plenty of recent evidence it is the estimate; with little (early on, or after
-        a stretch without drafting, as the evidence fades) it leans towards trying, so one
+        """The acceptance decisions use: the estimates, the first position's plus ``optimism``
+        standard errors. With plenty of recent evidence it is the estimate; with little (early on,
+        or after a stretch without drafting, as the evidence fades) it leans towards trying, so one
         unlucky draft cannot switch speculation off for long, and a text that got easier is found."""
         return self.acceptance_by_position(self.get("optimism"))
 
@@ -499,7 +498,8 @@ class LearnedPolicy(Policy):
         """Iterations off before the next probe: ``probe_after``, doubled after each probe that
         did not turn speculation on, and at least what keeps probes within ``probe_budget`` of
         the time (a probe verifies k + 1 tokens and makes the drafter catch up: on the grown demo
-        that is two plain steps more, and probing every 16 steps cost math 7%)."""
+        that is two plain steps more: probing every 16 steps, math ran at 0.93x of off, with the
+        budget 0.96x)."""
         c1 = curve.cost(1)
         extra = self._probe_extra
         if extra is None and c1 and k:
