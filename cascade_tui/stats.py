@@ -91,7 +91,7 @@ class RunStats(DecodeRates):
             return f"speculation: off for all {self.iterations} iterations (policy {self.policy or '?'})"
         text = f"speculation: on for {share:.0%} of iterations"
         if self.switches:
-            text += f" (switched on/off {self.switches} times)"
+            text += f" (switched on/off {self.switches} time{'s' if self.switches != 1 else ''})"
         est = self.estimated_speedup
         if est is not None:
             text += f", {est:.2f}x vs no speculation (estimated from {self.k0_n} plain steps)"

@@ -260,3 +260,17 @@ def test_bounded_catch_up_reads_a_recent_window_and_keeps_output_exact():
     assert 8 in calls[1:] and max(calls[1:]) <= 8
     assert out == reference_greedy(FakeModel(seed=12), prompt, 80)
     assert late_accepted > 0  # the drafter still drafts usefully after the window restart
+
+
+@pytest.mark.parametrize("policy", ["cascade", "learned"])
+def test_each_iteration_says_which_k_its_utility_estimates(policy):
+    """``utility_k`` is the K the policy uses next: the next iteration runs it (unless the engine
+    clamps it at the end of the budget), so a live view can put the estimate on the right bar."""
+    clock = ScriptedClock()
+    target = FakeModel(seed=9, clock=clock, cost=moe_cost(base=1.0, per_expert=0.05))
+    dec = SpeculativeDecoder(target, ModelDrafter(FakeModel(seed=9, noise=0.3)), make_policy(policy), clock=clock)
+    _, its, _ = run(dec, [1, 2, 3], max_tokens=300)
+    with_u = [(a, b) for a, b in zip(its, its[1:]) if a.utility is not None]
+    assert len(with_u) > len(its) // 2 and any(a.utility_k > 0 for a, _ in with_u)
+    assert all(a.utility_k == b.k for a, b in with_u[:-10])
+    assert all(e.utility_k is None for e in its if e.utility is None)

@@ -38,3 +38,9 @@ def test_a_new_turn_is_not_a_switch():
     st.add(StartEvent(turn=1, policy="learned"))
     st.add(IterationEvent(k=0, emitted=[0], iter_s=1.0))
     assert st.switches == 0
+
+
+def test_one_switch_is_said_in_the_singular():
+    st = stats_of([0, 0, 0, 0, 2, 2])
+    assert st.switches == 1
+    assert "(switched on/off 1 time)," in st.speculation_line()

@@ -79,3 +79,18 @@ def test_log_says_why_and_follows_params_switches_and_clears():
     assert "policy switched to static:2" in lines and st.policy == "static:2" and st.params == {"k": 2}
     assert any("turn 1 ended (cancelled)" in t for t in lines) and lines[-1] == "context cleared"
     assert st.utilities == {} and st.chat == [] and st.log_total == len(lines)
+
+
+def test_the_bar_of_the_k_in_use_follows_each_iteration_between_phase_events():
+    st = ViewState({"model": {"moe_layers": [0], "n_expert": 4, "n_expert_used": 1}, "policy": {"name": "learned"}})
+    st.apply(StartEvent(turn=0, message="hi", prompt_tokens=3, policy="learned", params={}))
+    st.apply(PhaseEvent(phase="set", previous="base", k=3, state={"utilities": {"2": 1.1, "3": 1.3}}))
+    st.apply(IterationEvent(k=3, drafted=[1, 2, 3], accepted=3, emitted=[1, 2, 3, 4], utility=1.45, utility_k=3,
+                            iter_s=0.01))
+    assert st.utilities == {2: 1.1, 3: 1.45}
+    # a clamped iteration (K = 1 run) reports the estimate of the K the policy uses (2)
+    st.apply(IterationEvent(k=1, drafted=[1], accepted=1, emitted=[5, 6], utility=1.2, utility_k=2, iter_s=0.01))
+    assert st.utilities == {2: 1.2, 3: 1.45}
+    st.apply(IterationEvent(k=0, emitted=[5], utility=1.0, utility_k=0, iter_s=0.01))  # K = 0 has no bar
+    st.apply(IterationEvent(k=2, drafted=[1, 2], accepted=0, emitted=[6], iter_s=0.01))  # no estimate
+    assert st.utilities == {2: 1.2, 3: 1.45}

@@ -252,6 +252,7 @@ class SpeculativeDecoder:
                 unique_experts=uniq,
             )
             self.policy.observe(obs)
+            utility = self.policy.utility()
             yield self.stamp(
                 IterationEvent(
                     index=iteration,
@@ -265,7 +266,8 @@ class SpeculativeDecoder:
                     verify_s=obs.verify_s,
                     iter_s=obs.iter_s,
                     capture_s=capture_s,
-                    utility=self.policy.utility(),
+                    utility=utility,
+                    utility_k=None if utility is None else self.policy.decide().k,
                     phase=decision.phase,
                     unique_experts=uniq,
                     routing=out.routing,

@@ -110,7 +110,8 @@ class IterationEvent(Event):
     verify_s: float = 0.0  # target eval, routing capture excluded
     iter_s: float = 0.0  # draft + verify + bookkeeping, routing capture excluded
     capture_s: float = 0.0  # routing capture inside the verify (llama.cpp's eval callback)
-    utility: float | None = None  # the policy's current estimate of U for this K
+    utility: float | None = None  # the policy's current estimate of U for the K it now uses
+    utility_k: int | None = None  # the K ``utility`` estimates (after this iteration's observation)
     phase: str = ""
     unique_experts: float | None = None  # mean unique experts per MoE layer in the verify batch
     routing: np.ndarray | None = None  # int32 [moe_layers, K+1, n_expert_used] or None

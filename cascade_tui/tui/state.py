@@ -169,6 +169,10 @@ class ViewState:
             turn.add(ev.text[: ev.from_draft], True)
             turn.add(ev.text[ev.from_draft:], False)
             turn.tokens += len(ev.emitted)
+        if ev.utility_k and ev.utility is not None:
+            # the bar of the K in use follows the policy's estimate between phase events
+            # (``learned`` changes phase only when speculation turns on or off)
+            self.utilities[ev.utility_k] = float(ev.utility)
         if ev.routing is not None:
             self._route(np.asarray(ev.routing))
 
