@@ -90,7 +90,7 @@ def test_the_bar_of_the_k_in_use_follows_each_iteration_between_phase_events():
     assert st.utilities == {2: 1.1, 3: 1.45}
     # a clamped iteration (K = 1 run) reports the estimate of the K the policy uses (2)
     st.apply(IterationEvent(k=1, drafted=[1], accepted=1, emitted=[5, 6], utility=1.2, utility_k=2, iter_s=0.01))
-    assert st.utilities == {2: 1.2, 3: 1.45}
+    assert st.utilities == {2: 1.2, 3: 1.45} and (st.k, st.policy_k) == (1, 2)
     st.apply(IterationEvent(k=0, emitted=[5], utility=1.0, utility_k=0, iter_s=0.01))  # K = 0 has no bar
     st.apply(IterationEvent(k=2, drafted=[1, 2], accepted=0, emitted=[6], iter_s=0.01))  # no estimate
     assert st.utilities == {2: 1.2, 3: 1.45}

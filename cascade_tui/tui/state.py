@@ -75,6 +75,7 @@ class ViewState:
         self.params: dict[str, Any] = {}
         self.phase = ""
         self.k = 0
+        self.policy_k = 0  # the K the policy uses (``k`` is what the last iteration ran, maybe clamped)
         self.reason = ""
         self.utilities: dict[int, float] = {}  # the policy's measured U per K
         self.policy_t_base: float | None = None
@@ -162,6 +163,7 @@ class ViewState:
     def _on_iteration(self, ev) -> None:
         self.n_iterations += 1
         self.k, self.phase = ev.k, ev.phase or self.phase
+        self.policy_k = ev.k if ev.utility_k is None else ev.utility_k
         self.points.append(IterPoint(self.n_iterations, len(self.chat) - 1, ev.k, len(ev.drafted), ev.accepted,
                                      ev.utility, ev.phase, ev.iter_s, ev.unique_experts))
         if self.chat:
@@ -194,6 +196,7 @@ class ViewState:
 
     def _on_phase(self, ev) -> None:
         self.phase, self.k, self.reason = ev.phase, ev.k, ev.reason
+        self.policy_k = ev.k
         st = ev.state or {}
         self.utilities = {int(k): float(u) for k, u in (st.get("utilities") or {}).items() if u is not None}
         self.policy_t_base = st.get("t_base", self.policy_t_base)

@@ -112,7 +112,7 @@ class UtilityByK(Static):
             u = us[k]
             n = max(0, min(BAR, round(u / top * BAR)))
             bar = "".join(("│" if i == one and i >= n else "█" if i < n else " ") for i in range(BAR))
-            mark = " ◀" if k == state.k and state.phase in ("set", "test") else ""
+            mark = " ◀" if k == state.policy_k and state.phase in ("set", "test") else ""
             t.append(f"K={k:<2} ")
             t.append(bar[:one], style=GOOD if u >= 1 else BAD)
             t.append(bar[one:], style=GOOD if u >= 1 else BAD)
