@@ -7,8 +7,10 @@ cache (about a second from the page cache), once more for the CLI's first-run te
 
 from __future__ import annotations
 
+import ast
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +26,10 @@ from cascade_tui.workloads.builtin import BUILTIN
 
 import numpy as np  # noqa: E402  (after llama.cpp)
 
-README_PROMPTS = ("def fibonacci(n):", "def getregentry():")
+README = Path(__file__).resolve().parents[1] / "README.md"
+# the quick start's prompt, read from README.md so that this test follows the README
+README_PROMPT = re.search(r'cascade-tui run --prompt "([^"]+)"', README.read_text()).group(1)
+README_PROMPTS = (README_PROMPT, "def fibonacci(n):")
 MIN_TOKENS = 32  # every built-in prompt writes at least this much before any EOS
 
 
@@ -185,6 +190,16 @@ def test_every_builtin_prompt_writes_text_on_the_demo_pair(shipped):
                 assert len(greedy(draft, prompt, 8)) == 8, (name, prompt)
     finally:
         draft.close()
+
+
+def test_the_quick_start_prompt_gets_ten_lines_of_python(shipped):
+    """What a newcomer reads first: the README's prompt answered (greedy, 256 tokens, the length
+    ``run`` writes) with 10+ lines that parse as Python, all but the last cut-off line."""
+    text = shipped.detokenize(greedy(shipped, README_PROMPT, 256))
+    text = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
+    lines = (README_PROMPT + text).split("\n")[:-1]
+    assert len(lines) >= 10 and sum(1 for ln in lines if ln.strip()) >= 8, text
+    ast.parse("\n".join(lines))  # raises on anything that is not Python
 
 
 # -- the CLI's default ----------------------------------------------------------------------------------
