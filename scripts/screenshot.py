@@ -1,6 +1,6 @@
 """The README's screenshot: `cascade-tui chat` on the bundled demo pair after one answer.
 
-    python scripts/screenshot.py docs/chat.svg [--prompt "def fibonacci(n):"] [--size 140x40]
+    python scripts/screenshot.py docs/chat.svg [--prompt "import codecs"] [--policy learned] [--size 140x40]
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from cascade_tui.session.core import RecordOptions
 from cascade_tui.session.host import open_session
 
 
-async def shoot(path: str, prompt: str, size: tuple[int, int], tokens: int) -> None:
+async def shoot(path: str, prompt: str, size: tuple[int, int], tokens: int, policy: str) -> None:
     from cascade_tui.tui.app import CascadeApp
     from cascade_tui.tui.sources import LiveSource
 
-    src = LiveSource(partial(open_session, ModelOptions(threads=1), "cascade", {}, GenerationConfig(max_tokens=tokens),
+    src = LiveSource(partial(open_session, ModelOptions(threads=1), policy, {}, GenerationConfig(max_tokens=tokens),
                              RecordOptions(record=False), []))
     src.launch()
     app = CascadeApp(src)
@@ -39,12 +39,13 @@ async def shoot(path: str, prompt: str, size: tuple[int, int], tokens: int) -> N
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("path")
-    ap.add_argument("--prompt", default="def fibonacci(n):")
+    ap.add_argument("--prompt", default="import codecs")
+    ap.add_argument("--policy", default="learned")
     ap.add_argument("--size", default="140x40")
     ap.add_argument("--tokens", type=int, default=256)
     a = ap.parse_args()
     w, h = (int(x) for x in a.size.split("x"))
-    asyncio.run(shoot(a.path, a.prompt, (w, h), a.tokens))
+    asyncio.run(shoot(a.path, a.prompt, (w, h), a.tokens, a.policy))
     print(f"wrote {a.path}")
 
 
