@@ -60,7 +60,6 @@ PROBE_K_MAX = 2  # longest probe draft
 REACH = 4  # an unmeasured K is tried only up to this many times the largest n measured
 FIRST_LOOK = 0.75  # an unsettled point with no curve to compare it with counts at this share
 SETTLE = 3  # samples after which a cost point is trusted over the curve
-EARLY_REFRESH = 6  # upkeep interval while c(1) has fewer than SETTLE samples of this run
 UNSETTLED_FLOOR = 0.5  # an unsettled cost point counts at least this share of its samples
 POSITIONS = 4  # draft positions with an acceptance rate of their own; later ones share the last
 
@@ -478,16 +477,11 @@ class LearnedPolicy(Policy):
             return
         measured = (best + 1) in typical.settled and (best + 1) not in self._imported
         every = self.get("refresh_every")
-        # c(1), the numerator of every U, rests on one or two plain steps when speculation turns
-        # on early in a run: re-measure it sooner until it has SETTLE samples of this run
-        c1_young = typical.counts.get(1, 0) < SETTLE or 1 in self._imported
-        if every and c1_young:
-            every = min(every, EARLY_REFRESH)
         if measured and every and self._since_refresh >= every:
             # one iteration of upkeep: c(1) every other time, else the runner-up K, so that one
             # unlucky sample (a slow moment of the machine) cannot decide for good
             others = [k for k in allowed if k != best]
-            if c1_young or self._refreshes % 2 == 0 or not others:
+            if self._refreshes % 2 == 0 or not others:
                 k, why = 0, "re-measuring c(1)"
             else:
                 k = max(others, key=lambda k: (pred[k], -k))
