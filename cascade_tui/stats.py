@@ -16,7 +16,7 @@ def fmt(x: float | None, spec: str, none: str = "-") -> str:
     return none if x is None else format(x, spec)
 
 
-MIN_K0 = 3  # K = 0 iterations needed before their mean time is a baseline worth quoting
+MIN_K0 = 2  # K = 0 iterations needed before their mean time is a baseline worth quoting (the line says how many)
 
 
 def mean_k_of(hist: Mapping[int, int]) -> float:

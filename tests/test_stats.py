@@ -44,3 +44,9 @@ def test_one_switch_is_said_in_the_singular():
     st = stats_of([0, 0, 0, 0, 2, 2])
     assert st.switches == 1
     assert "(switched on/off 1 time)," in st.speculation_line()
+
+
+def test_a_speedup_is_quoted_from_two_plain_steps_not_from_one():
+    assert "no speedup estimate" in stats_of([0, 2, 2, 2]).speculation_line()
+    line = stats_of([0, 2, 2, 0, 2]).speculation_line()
+    assert line.endswith("(estimated from 2 plain steps)"), line
