@@ -11,6 +11,7 @@ from functools import partial
 
 import cascade_tui.runtime  # noqa: F401  (llama.cpp before numpy)
 from cascade_tui.engine import GenerationConfig
+from cascade_tui.policy import DEFAULT_POLICY
 from cascade_tui.runtime import ModelOptions
 from cascade_tui.session.core import RecordOptions
 from cascade_tui.session.host import open_session
@@ -40,7 +41,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("path")
     ap.add_argument("--prompt", default="import codecs")
-    ap.add_argument("--policy", default="learned")
+    ap.add_argument("--policy", default=DEFAULT_POLICY)
     ap.add_argument("--size", default="140x40")
     ap.add_argument("--tokens", type=int, default=256)
     a = ap.parse_args()

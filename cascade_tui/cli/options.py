@@ -19,6 +19,8 @@ from typing import Annotated, Any, Optional, get_type_hints
 
 import typer
 
+from cascade_tui.policy import DEFAULT_POLICY
+
 
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Policy parameter KEY=VALUE (repeatable).")]
 MaxTokensOpt = Annotated[int, typer.Option("--max-tokens", "-n", min=1, help="Tokens to generate.")]
@@ -94,7 +96,7 @@ def build_demo_target() -> None:
 class PolicyArgs:
     """Which policy, with which parameters."""
 
-    policy: Annotated[str, typer.Option("--policy", "-p", help="learned (the default), cascade, off, static:K or heuristic.")] = "learned"
+    policy: Annotated[str, typer.Option("--policy", "-p", help=f"{DEFAULT_POLICY} (the default), cascade, off, static:K or heuristic.")] = DEFAULT_POLICY
     set_: SetOpt = None
     cost_cache: Annotated[bool, typer.Option(
         "--cost-cache/--no-cost-cache",

@@ -21,8 +21,10 @@ POLICIES: dict[str, type[Policy]] = {
     "heuristic": HeuristicPolicy,
     "learned": LearnedPolicy,
 }
+DEFAULT_POLICY = "learned"  # what run, chat and the TUI start with unless told otherwise
 
 __all__ = [
+    "DEFAULT_POLICY",
     "POLICIES",
     "CascadePolicy",
     "Decision",

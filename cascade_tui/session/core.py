@@ -39,7 +39,7 @@ from cascade_tui.engine import (
     StartEvent,
     SwitchPolicy,
 )
-from cascade_tui.policy import Policy, PolicyError, make_policy
+from cascade_tui.policy import DEFAULT_POLICY, Policy, PolicyError, make_policy
 from cascade_tui.session.recorder import Recorder, default_session_path
 from cascade_tui.stats import RunStats, run_summary
 
@@ -90,7 +90,7 @@ class Session:
         cls,
         model_options: ModelOptions,
         *,
-        policy: str = "learned",
+        policy: str = DEFAULT_POLICY,
         params: dict[str, Any] | None = None,
         generation: GenerationConfig | None = None,
         record: RecordOptions | None = None,

@@ -14,7 +14,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import Input, Label, Select, Static
 
-from cascade_tui.policy import POLICIES, PolicyError, make_policy
+from cascade_tui.policy import DEFAULT_POLICY, POLICIES, PolicyError, make_policy
 
 DEFAULT_STATIC_K = 3
 
@@ -106,7 +106,7 @@ class PolicyPanel(VerticalScroll):
     def compose(self) -> ComposeResult:
         with Horizontal(id="policy-line"):
             yield Label("policy")
-            yield Select([(n, n) for n in POLICIES], value="learned", allow_blank=False, id="policy-select",
+            yield Select([(n, n) for n in POLICIES], value=DEFAULT_POLICY, allow_blank=False, id="policy-select",
                          disabled=not self.editable)
         yield Static("", id="policy-doc")
         yield Vertical(id="param-rows")
