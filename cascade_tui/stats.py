@@ -137,8 +137,8 @@ class RunStats(DecodeRates):
             self._last_on = on
             self.phase_hist[ev.phase] += 1
             self.emitted.extend(ev.emitted)
-            if ev.k == 0:
-                self.k0_s += ev.iter_s
+            if ev.k == 0:  # a plain step; a shadow draft's time (draft_s) is not part of one
+                self.k0_s += ev.iter_s - ev.draft_s
                 self.k0_n += 1
             if ev.utility is not None:
                 self.utility_sum += ev.utility

@@ -23,7 +23,8 @@ from cascade_tui.engine import (
     StartEvent,
     SwitchPolicy,
 )
-from cascade_tui.policy import make_policy
+from cascade_tui.policy import Decision, Observation, make_policy
+from cascade_tui.policy.static import StaticPolicy
 from fakes import FakeModel, ScriptedClock, moe_cost, reference_greedy
 
 POLICIES = ["off"] + [f"static:{k}" for k in range(1, 9)] + ["cascade", "heuristic", "learned"]
@@ -274,3 +275,63 @@ def test_each_iteration_says_which_k_its_utility_estimates(policy):
     assert len(with_u) > len(its) // 2 and any(a.utility_k > 0 for a, _ in with_u)
     assert all(a.utility_k == b.k for a, b in with_u[:-10])
     assert all(e.utility_k is None for e in its if e.utility is None)
+
+
+class _Shadowing(StaticPolicy):
+    """K = 0 always, asking for a shadow draft of ``n`` tokens every iteration; keeps what it saw."""
+
+    name = "shadowing"
+
+    def __init__(self, n: int):
+        super().__init__(k=0)
+        self.n = n
+        self.seen: list[Observation] = []
+
+    def decide(self) -> Decision:
+        return Decision(0, "set", "watching", shadow=self.n)
+
+    def observe(self, obs: Observation) -> None:
+        self.seen.append(obs)
+
+
+@pytest.mark.parametrize("noise", [0.0, 1.0, 3.0])
+def test_shadow_drafts_report_the_drafters_agreement_and_change_nothing(noise):
+    prompt, n = [3, 1, 4], 4
+    target = FakeModel(seed=11)
+    dec = SpeculativeDecoder(target, ModelDrafter(FakeModel(seed=11, noise=noise)), pol := _Shadowing(n))
+    _, its, out = run(dec, prompt, max_tokens=60)
+    assert out == reference_greedy(FakeModel(seed=11), prompt, 60)
+    assert all(e.drafted == [] and e.accepted == 0 and e.k == 0 for e in its)  # nothing verified
+    # replay the comparison independently: each shadow draft is the drafter's own greedy
+    # continuation of the context, resolved at its first miss or when every token matched
+    reference_drafter = FakeModel(seed=11, noise=noise)
+    context, pending, results = list(prompt), None, []
+    for e, obs in zip(its, pol.seen):
+        assert (obs.shadowed, obs.shadow_checked, obs.shadow_matched) == (len(e.shadow), e.shadow_checked, e.shadow_matched)
+        if e.shadow:
+            assert pending is None  # one at a time
+            left = 60 - (len(context) - len(prompt))  # tokens still to write: a shadow draft is no longer
+            assert e.shadow == reference_greedy(reference_drafter, context, n)[:min(n, left)]
+            pending = (e.index, e.shadow)
+            assert e.draft_s >= 0
+        context.extend(e.emitted)
+        if e.shadow_checked:
+            start, toks = pending
+            written = out[start:start + len(toks)]
+            matched = next((i for i, (a, b) in enumerate(zip(toks, written)) if a != b), len(toks))
+            assert (e.shadow_matched, e.shadow_checked) == (matched, min(matched + 1, len(toks)))
+            results.append(matched)
+            pending = None
+    assert results  # shadows resolved
+    if noise == 0.0:
+        assert all(m == n for m in results)  # a perfect drafter matches every shadow token
+    if noise == 3.0:
+        assert min(results) < n
+
+
+def test_shadow_drafts_are_greedy_only():
+    target = FakeModel(seed=4)
+    dec = SpeculativeDecoder(target, ModelDrafter(FakeModel(seed=4)), pol := _Shadowing(3))
+    _, its, _ = run(dec, [1, 2], max_tokens=20, temperature=0.8, seed=1)
+    assert all(not e.shadow and not e.shadow_checked for e in its)
+    assert all(o.shadowed == 0 for o in pol.seen)

@@ -4,6 +4,13 @@ Invariants the target's KV cache keeps: it holds every committed token except th
 (``context[-1]``), whose logits the next iteration needs. An iteration therefore verifies the batch
 ``[context[-1]] + drafted`` (K + 1 tokens) in one ``eval`` and afterwards rolls the cache back to
 the committed prefix. K = 0 is exactly plain decoding, through the same code.
+
+A policy may ask a K = 0 iteration to *shadow* draft (``Decision.shadow``, greedy requests only):
+the drafter proposes a few tokens that are not verified; the engine compares them with the tokens
+the target then emits (this iteration's and the next ones') and reports, when the comparison ends
+(first mismatch, or every shadow token matched), how many matched. It tells the policy whether the
+drafter now agrees without paying for a verify of K + 1 tokens. The output cannot change: the
+target alone decides every token.
 """
 
 from __future__ import annotations
@@ -180,6 +187,8 @@ class SpeculativeDecoder:
         stream = TextStream(target.token_bytes)
         eos = target.eos_ids if cfg.stop_at_eos else frozenset()
         phase, phase_reason = "", None
+        shadow: list[int] = []  # a shadow draft being compared with what the target emits
+        shadow_seen = 0  # its tokens matched so far
         iteration = 0
         reason = "max_tokens"
         while True:
@@ -209,6 +218,11 @@ class SpeculativeDecoder:
             t_start = self.clock()
             draft = self.drafter.propose(context, k, cfg.temperature, rng) if k > 0 else Draft([])
             drafted = list(draft.tokens[:k])
+            shadowed: list[int] = []
+            want = min(getattr(decision, "shadow", 0), remaining)
+            if k == 0 and want > 0 and not shadow and self.drafter is not None and cfg.temperature == 0:
+                shadowed = list(self.drafter.propose(context, want, 0.0, rng).tokens[:want])
+                shadow, shadow_seen = list(shadowed), 0
             t_drafted = self.clock()
             out = target.eval([context[-1], *drafted])
             t_verified = self.clock()
@@ -231,6 +245,18 @@ class SpeculativeDecoder:
                 emitted = emitted[:remaining]
                 if not stop:
                     stop, reason = True, "max_tokens"
+            checked = matched = 0
+            if shadow:  # compare the pending shadow draft with what the target emitted
+                for tok in emitted:
+                    if tok != shadow[shadow_seen]:
+                        checked, matched = shadow_seen + 1, shadow_seen
+                        break
+                    shadow_seen += 1
+                    if shadow_seen == len(shadow):
+                        checked = matched = shadow_seen
+                        break
+                if checked:
+                    shadow, shadow_seen = [], 0
             context.extend(emitted)
             generated.extend(emitted)
             n_draft = min(n_acc, len(emitted))  # emitted tokens that came from accepted drafts
@@ -250,6 +276,9 @@ class SpeculativeDecoder:
                 verify_s=t_verified - t_drafted - capture_s,
                 iter_s=t_end - t_start - capture_s,
                 unique_experts=uniq,
+                shadowed=len(shadowed),
+                shadow_checked=checked,
+                shadow_matched=matched,
             )
             self.policy.observe(obs)
             utility = self.policy.utility()
@@ -259,6 +288,9 @@ class SpeculativeDecoder:
                     k=k,
                     drafted=drafted,
                     accepted=n_acc,
+                    shadow=shadowed,
+                    shadow_checked=checked,
+                    shadow_matched=matched,
                     emitted=emitted,
                     text=text,
                     from_draft=len(draft_text),

@@ -103,6 +103,9 @@ class IterationEvent(Event):
     k: int = 0  # K the policy chose (after clamping to context / token budget)
     drafted: list[int] = field(default_factory=list)  # token ids the drafter proposed
     accepted: int = 0  # how many of them the target accepted
+    shadow: list[int] = field(default_factory=list)  # K = 0 only: drafted, not verified (Decision.shadow)
+    shadow_checked: int = 0  # a shadow draft resolved here: positions compared with the target's tokens
+    shadow_matched: int = 0  # ... and how many matched before the first miss
     emitted: list[int] = field(default_factory=list)  # tokens appended to the output
     text: str = ""  # decoded text of ``emitted`` (UTF-8 safe across token boundaries)
     from_draft: int = 0  # leading characters of ``text`` that came from accepted drafted tokens
@@ -121,6 +124,7 @@ class IterationEvent(Event):
         if self.routing is not None and not isinstance(self.routing, np.ndarray):
             self.routing = np.asarray(self.routing, dtype=np.int32)
         self.drafted = list(self.drafted)
+        self.shadow = list(self.shadow)
         self.emitted = list(self.emitted)
 
 

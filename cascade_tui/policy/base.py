@@ -91,6 +91,13 @@ class Observation:
     verify_s: float
     iter_s: float  # whole iteration: draft + verify + bookkeeping
     unique_experts: float | None = None  # mean unique experts per MoE layer, None if unknown
+    # shadow drafts (Decision.shadow): drafted without being verified, compared with what the
+    # target then writes. ``shadowed``: tokens shadow-drafted in this iteration (their time is in
+    # draft_s); ``shadow_checked`` / ``shadow_matched``: a shadow draft resolved in this iteration
+    # (positions compared, and how many matched before the first miss: like drafted / accepted)
+    shadowed: int = 0
+    shadow_checked: int = 0
+    shadow_matched: int = 0
 
     @property
     def emitted(self) -> int:
@@ -102,6 +109,10 @@ class Decision:
     k: int
     phase: str  # "off", "static", "base", "test", "set", "adaptive"
     reason: str = ""  # why the policy is here, one line (shown in transition logs)
+    # with k == 0: draft this many tokens without verifying them, to see whether the drafter
+    # would agree with what the target writes next (greedy requests only; the engine reports
+    # ``Observation.shadowed`` = 0 where it does not shadow, e.g. when sampling)
+    shadow: int = 0
 
 
 PHASES = ("off", "static", "base", "test", "set", "adaptive")

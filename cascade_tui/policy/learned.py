@@ -30,7 +30,14 @@ and changes smaller than ``hysteresis`` keep the current K). A K whose best case
 accepted, the cheapest cost the curve allows: ``c`` never falls as ``n`` grows) cannot beat K = 0
 is never tried.
 
-While speculation is off, acceptance cannot be observed: every ``probe_after`` iterations (doubling
+While speculation is off, the policy *shadow drafts* (``Decision.shadow``): every ``shadow_every``
+iterations (further apart where ``shadow_budget`` of a plain step's time would not pay for one),
+the drafter proposes ``shadow_len`` tokens that are not verified, and the engine reports how many
+of them the target then wrote. That is acceptance evidence at the drafter's cost alone (a verify of
+K + 1 tokens on the grown demo costs 2-3 plain steps), so a text that turns easy is seen within
+a few dozen tokens. The engine shadows greedy requests only.
+
+Where the engine does not shadow (sampling, a simulator that does not): every ``probe_after`` iterations (doubling
 after each probe that does not turn speculation on, up to ``probe_max``; reset when it does) one
 iteration drafts a short probe, never more often than keeps the probes' extra time within
 ``probe_budget`` of the time spent off. Phases as the UI shows them: ``base`` measures ``c(1)``,
@@ -248,6 +255,13 @@ class LearnedPolicy(Policy):
         Param("probe_budget", float, 0.02, 0.001, 1.0,
               "share of the time with speculation off that probes may cost (their extra time over a plain "
               "step); spaces probes further apart than probe_after where a probe is expensive"),
+        Param("shadow", bool, True, None, None,
+              "while speculation is off, draft without verifying and compare with the target's tokens (greedy)"),
+        Param("shadow_len", int, 4, 1, 64, "tokens a shadow draft proposes"),
+        Param("shadow_every", int, 6, 1, 1_000_000, "iterations with speculation off between shadow drafts (at least)"),
+        Param("shadow_budget", float, 0.015, 0.001, 1.0,
+              "share of a plain step's time shadow drafts may cost; spaces them further apart than shadow_every "
+              "where a shadow draft is expensive"),
         Param("memory", bool, True, None, None, "carry the learned costs and acceptance over to the next request"),
         Param("carry_weight", float, 4.0, 0.0, 1000.0, "observations per draft position of acceptance evidence carried into a new request"),
     )
@@ -285,6 +299,10 @@ class LearnedPolicy(Policy):
         self._probe_every = self.get("probe_after")
         self._probe_extra: float | None = None  # what the last probe cost over a plain step (s)
         self._probing = False
+        self._shadow_ok: bool | None = None  # does the engine shadow draft (None: not asked yet)
+        self._shadow_pending = 0  # iterations a shadow draft has been waiting for its result
+        self._since_shadow = 1 << 30  # iterations since the last shadow draft (none yet: due)
+        self._shadow_cost: float | None = None  # what the last shadow draft cost (s)
         self._since_refresh = 0  # iterations since the last upkeep sample
         self._maintaining = False
         self._refreshes = 0
@@ -316,6 +334,8 @@ class LearnedPolicy(Policy):
         # a run of hard requests keeps probes rare, an easy one after them is still found soon
         self._probe_every = max(self.get("probe_after"), self._probe_every // 2)
         self._probing = False
+        self._shadow_ok, self._shadow_pending = None, 0  # a new request (greedy or not): ask again
+        self._since_shadow = 1 << 30  # a new text: look at once
         self._decide()
 
     def export_costs(self) -> dict[str, Any]:
@@ -460,20 +480,28 @@ class LearnedPolicy(Policy):
             best, best_u = cur, cur_u  # not worth the change
         a = self.acceptance()
         if best == 0:
-            unseen = not self._ever_drafted  # no draft verified yet: only the prior decided
-            # a short probe (at most PROBE_K_MAX drafts, where it would pay most if the drafter
-            # now agreed): a verify of many tokens can cost several plain steps
+            why_off = (f"no K beats plain decoding: best predicted U(K={max(allowed, key=lambda k: pred[k])})="
+                       f"{max(pred[k] for k in allowed):.2f}" if allowed else
+                       "no K can beat plain decoding even if every draft were accepted")
             short = [k for k in allowed if k <= PROBE_K_MAX] or allowed[:1]
             k = max(short, key=lambda k: (self._utility_at(k, PROBE_ACCEPT, typical), -k)) if short else 0
+            if allowed and self._shadowing() and \
+                    self._shadow_interval(typical) <= self._probe_interval(typical, k):
+                # watch the drafter instead of probing, where that looks more often for the same
+                # share of the time: a verify of many tokens can cost several plain steps
+                d = self._keep_reason(Decision(0, "set", f"{why_off}; speculation off, shadow drafting"))
+                due = not self._shadow_pending and self._since_shadow >= self._shadow_interval(typical)
+                self._decision = Decision(d.k, d.phase, d.reason, shadow=self.get("shadow_len") if due else 0)
+                return
+            unseen = not self._ever_drafted  # no draft verified yet: only the prior decided
+            # else a short probe (at most PROBE_K_MAX drafts, where it would pay most if the
+            # drafter now agreed)
             if allowed and (unseen or self._off_for >= self._probe_interval(typical, k)):
                 self._probing = True
                 why = "no draft verified yet" if unseen else f"acceptance unseen for {self._off_for} iterations"
                 self._decision = Decision(k, "test", f"probing K={k}: {why}")
                 return
-            why = (f"no K beats plain decoding: best predicted U(K={max(allowed, key=lambda k: pred[k])})="
-                   f"{max(pred[k] for k in allowed):.2f}" if allowed else
-                   "no K can beat plain decoding even if every draft were accepted")
-            self._decision = self._keep_reason(Decision(0, "set", f"{why}; speculation off"))
+            self._decision = self._keep_reason(Decision(0, "set", f"{why_off}; speculation off"))
             return
         measured = (best + 1) in typical.settled and (best + 1) not in self._imported
         every = self.get("refresh_every")
@@ -494,6 +522,20 @@ class LearnedPolicy(Policy):
                   else f"trying K={best}: predicted U={best_u:.2f} from the cost curve, cost not yet measured")
         self._decision = self._keep_reason(Decision(best, phase, reason))
 
+    def _shadowing(self) -> bool:
+        """Shadow drafts stand in for probes: on, and the engine has not declined one."""
+        return self.get("shadow") and self._shadow_ok is not False
+
+    def _shadow_interval(self, curve: _Curve) -> int:
+        """Iterations off between shadow drafts: ``shadow_every``, and at least what keeps them
+        within ``shadow_budget`` of the time (the drafter's catch-up and ``shadow_len`` evals)."""
+        c1 = curve.cost(1)
+        cost = self._shadow_cost
+        if cost is None:
+            cost = self.get("shadow_len") * self._draft_per_token()
+        floor = math.ceil(cost / (self.get("shadow_budget") * c1)) if cost and c1 and c1 > 0 else 0
+        return max(self.get("shadow_every"), min(floor, self.get("probe_max")))
+
     def _probe_interval(self, curve: _Curve, k: int) -> int:
         """Iterations off before the next probe: ``probe_after``, doubled after each probe that
         did not turn speculation on, and at least what keeps probes within ``probe_budget`` of
@@ -513,14 +555,16 @@ class LearnedPolicy(Policy):
         change every iteration and flood the transition log)."""
         old = self._decision
         if (old.k, old.phase) == (d.k, d.phase) and old.reason.split(":")[0] == d.reason.split(":")[0]:
-            return old
+            return Decision(d.k, d.phase, old.reason, d.shadow)
         return d
 
     def decide(self) -> Decision:
         d = self._decision
-        return Decision(min(d.k, self.get("k_max")), d.phase, d.reason)
+        return Decision(min(d.k, self.get("k_max")), d.phase, d.reason, d.shadow)
 
     def observe(self, obs: Observation) -> None:
+        # the decision the engine ran (control messages apply before it asks, so it is this one)
+        asked_shadow = self._decision.shadow > 0
         self._n += 1
         n = obs.drafted + 1
         c = max(obs.iter_s - obs.draft_s, 0.0)
@@ -541,13 +585,32 @@ class LearnedPolicy(Policy):
         decay = 0.5 ** (1.0 / self.get("accept_halflife"))
         self._succ = [x * decay for x in self._succ]
         self._fail = [x * decay for x in self._fail]
+        last = POSITIONS - 1
         if obs.drafted > 0:
             self._ever_drafted = True
-            last = POSITIONS - 1
             for i in range(min(obs.accepted, obs.drafted)):
                 self._succ[min(i, last)] += 1.0
             if obs.accepted < obs.drafted:
                 self._fail[min(obs.accepted, last)] += 1.0
+        # a shadow draft: asked for and not made means the engine does not shadow (probe instead)
+        if obs.shadowed > 0:
+            self._shadow_ok, self._shadow_pending, self._since_shadow = True, 1, 0
+            self._shadow_cost = obs.draft_s
+        elif asked_shadow and obs.k == 0 and not self._shadow_pending:
+            self._shadow_ok = False
+        else:
+            self._since_shadow += 1
+            if self._shadow_pending:
+                self._shadow_pending += 1
+        if obs.shadow_checked > 0:  # its result: the same evidence as a verified draft's
+            matched = min(obs.shadow_matched, obs.shadow_checked)
+            for i in range(matched):
+                self._succ[min(i, last)] += 1.0
+            if matched < obs.shadow_checked:
+                self._fail[min(matched, last)] += 1.0
+            self._shadow_pending = 0
+        elif self._shadow_pending > self.get("shadow_len") + 1:
+            self._shadow_pending = 0  # never resolved (cannot happen in the engine): do not wait for ever
         was_probe = self._probing
         self._probing = False
         if self._maintaining:
@@ -584,6 +647,8 @@ class LearnedPolicy(Policy):
 
     def backoff(self) -> int | None:
         if self._decision.k == 0 and self._decision.phase == "set":
+            if self._shadowing():
+                return max(self._shadow_interval(self._curve()) - self._since_shadow, 0)
             return max(self._probe_interval(self._curve(), PROBE_K_MAX) - self._off_for, 0)
         return None
 
