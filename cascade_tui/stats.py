@@ -79,6 +79,9 @@ class RunStats(DecodeRates):
     emitted: list[int] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     switches: int = 0  # times speculation turned on or off (K = 0 <-> K > 0) between iterations
+    shadow_drafts: int = 0  # K = 0 iterations that drafted without verifying (Decision.shadow)
+    shadow_checked: int = 0  # shadow-drafted positions compared with the target's tokens
+    shadow_matched: int = 0  # ... that matched (before each draft's first miss)
     _last_on: bool | None = field(default=None, repr=False)
 
     def speculation_line(self) -> str:
@@ -112,6 +115,11 @@ class RunStats(DecodeRates):
         return self.tokens_per_s * tb if tb and self.decode_s > 0 else None
 
     @property
+    def shadow_match_rate(self) -> float | None:
+        """Share of shadow-drafted positions the target then wrote (None: no shadow draft)."""
+        return self.shadow_matched / self.shadow_checked if self.shadow_checked else None
+
+    @property
     def speculation_share(self) -> float | None:
         """Share of iterations with K > 0."""
         return 1.0 - self.k_hist.get(0, 0) / self.iterations if self.iterations else None
@@ -137,6 +145,10 @@ class RunStats(DecodeRates):
             self._last_on = on
             self.phase_hist[ev.phase] += 1
             self.emitted.extend(ev.emitted)
+            if getattr(ev, "shadow", None):
+                self.shadow_drafts += 1
+            self.shadow_checked += getattr(ev, "shadow_checked", 0) or 0
+            self.shadow_matched += getattr(ev, "shadow_matched", 0) or 0
             if ev.k == 0:  # a plain step; a shadow draft's time (draft_s) is not part of one
                 self.k0_s += ev.iter_s - ev.draft_s
                 self.k0_n += 1
@@ -178,6 +190,8 @@ class RunStats(DecodeRates):
             "mean_unique_experts": self.unique_sum / self.unique_n if self.unique_n else None,
             "speculation_share": self.speculation_share,
             "speculation_switches": self.switches,
+            "shadow_drafts": self.shadow_drafts,
+            "shadow_match_rate": self.shadow_match_rate,
             "estimated_speedup": None if speedup is None else round(speedup, 4),
         }
 

@@ -1,6 +1,6 @@
 """The README's screenshot: `cascade-tui chat` on the bundled demo pair after one answer.
 
-    python scripts/screenshot.py docs/chat.svg [--prompt "import codecs"] [--policy learned] [--size 140x40]
+    python scripts/screenshot.py docs/chat.svg [--prompt "import codecs, re"] [--policy learned] [--size 140x40]
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ async def shoot(path: str, prompt: str, size: tuple[int, int], tokens: int, poli
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("path")
-    ap.add_argument("--prompt", default="import codecs")
+    ap.add_argument("--prompt", default="import codecs, re")
     ap.add_argument("--policy", default=DEFAULT_POLICY)
     ap.add_argument("--size", default="140x40")
     ap.add_argument("--tokens", type=int, default=256)

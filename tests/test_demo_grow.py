@@ -194,10 +194,12 @@ def test_every_builtin_prompt_writes_text_on_the_demo_pair(shipped):
 
 def test_the_quick_start_prompt_gets_ten_lines_of_python(shipped):
     """What a newcomer reads first: the README's prompt answered (greedy, 256 tokens, the length
-    ``run`` writes) with 10+ lines that parse as Python, all but the last cut-off line."""
+    ``run`` writes) with 10+ lines that parse as Python, all but the last cut-off statement."""
     text = shipped.detokenize(greedy(shipped, README_PROMPT, 256))
     text = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
     lines = (README_PROMPT + text).split("\n")[:-1]
+    while lines and (not lines[-1].strip() or lines[-1].rstrip().endswith(":")):
+        lines.pop()  # a block header whose body was the cut-off line is part of that statement
     assert len(lines) >= 10 and sum(1 for ln in lines if ln.strip()) >= 8, text
     ast.parse("\n".join(lines))  # raises on anything that is not Python
 
@@ -240,3 +242,78 @@ def test_speculation_on_the_grown_target_is_lossless(grown, cache_root, tmp_path
     assert all(r["identical_to_off"] and r["generated_tokens"] == 64 for r in d["results"])
     accept = {(r["workload"], r["policy"]): r["acceptance_rate"] for r in d["results"]}
     assert accept[("code", "static:4")] > 0.8 > accept[("math", "static:4")]  # the two regimes
+
+
+# -- the quick start shows speculation switching ------------------------------------------------------
+# verify cost (ms) per verified-token count, measured on the grown demo target on this 2-core CPU
+# (tests/test_learned_policy.py's GROWN_DEMO); a drafter eval: 0.3 ms + 0.05 ms a token
+GROWN_COST_MS = {1: 12.6, 2: 19.2, 3: 28.0, 4: 31.3, 16: 79.0}
+
+
+def _grown_cost(n: int) -> float:
+    pts = sorted(GROWN_COST_MS.items())
+    for (n0, c0), (n1, c1) in zip(pts, pts[1:]):
+        if n <= n1:
+            return 1e-3 * (c0 + (c1 - c0) * (n - n0) / (n1 - n0))
+    return 1e-3 * (pts[-1][1] + 4.0 * (n - pts[-1][0]))
+
+
+class _Timed:
+    """A real model whose evals advance a scripted clock by a fixed cost (the real eval runs too):
+    the policy then sees the grown demo's costs without this machine's noise."""
+
+    def __init__(self, model, clock, cost):
+        self._model, self._clock, self._cost = model, clock, cost
+
+    def eval(self, tokens):
+        out = self._model.eval(tokens)
+        self._clock.now += self._cost(len(tokens))
+        return out
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+
+def test_the_quick_start_answer_switches_speculation_off_and_back_on(grown):
+    """README's first command on the default demo (grown target, demo drafter, the default
+    policy): within its 256-token answer speculation goes off where the drafter cannot follow
+    (the first line) and comes back on for the codec boilerplate, for a long stretch each, and
+    the text is exactly plain decoding's. Costs are the grown demo's measured ones (a scripted
+    clock), acceptance is the real drafter's on the real text."""
+    from backends.model_drafter import ModelDrafter
+    from cascade_tui.engine import GenerationConfig, IterationEvent, SpeculativeDecoder
+    from cascade_tui.policy import DEFAULT_POLICY, make_policy
+
+    class Clock:
+        now = 0.0
+
+        def __call__(self):
+            return self.now
+
+    clock = Clock()
+    target = load_target(grown[0], n_ctx=1024, n_threads=1, routing=False)
+    draft = load_target(demo_draft_path(), n_ctx=1024, n_threads=1, routing=False)
+    try:
+        dec = SpeculativeDecoder(_Timed(target, clock, _grown_cost),
+                                 ModelDrafter(_Timed(draft, clock, lambda n: 1e-3 * (0.3 + 0.05 * n)), max_catch_up=32),
+                                 make_policy(DEFAULT_POLICY), clock=clock)
+        its = [e for e in dec.generate(README_PROMPT, GenerationConfig(max_tokens=256)) if isinstance(e, IterationEvent)]
+        out = [t for e in its for t in e.emitted]
+        assert out == greedy(target, README_PROMPT, 256)
+    finally:
+        target.close()
+        draft.close()
+    ks = [e.k for e in its]
+    runs, cur = [], None  # (on?, iterations, tokens) per stretch
+    for e in its:
+        on = e.k > 0
+        if cur is None or cur[0] != on:
+            cur = [on, 0, 0]
+            runs.append(cur)
+        cur[1] += 1
+        cur[2] += len(e.emitted)
+    assert ks[0] > 0 or ks[1] > 0, ks  # it tries first
+    off = max((r for r in runs if not r[0]), key=lambda r: r[1])
+    after = runs[runs.index(off) + 1:]
+    assert off[1] >= 10 and any(r[0] and r[2] >= 60 for r in after), runs  # off, then long drafts
+    assert any(e.shadow for e in its) and sum(e.k > 0 for e in its) > 10

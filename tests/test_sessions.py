@@ -318,3 +318,23 @@ def test_replay_imports_no_llama_cpp_and_loads_no_model(tmp_path):
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                        env={**os.environ, "PYTHONPATH": str(Path(__file__).parent)})
     assert p.returncode == 0 and p.stdout.strip() == "ok", p.stderr[-2000:]
+
+
+def test_whatif_reads_shadow_drafts_as_plain_steps_and_their_comparison_as_agreement():
+    from cascade_tui.engine.events import IterationEvent, StartEvent
+    from cascade_tui.session.whatif import rows_of
+
+    events = [
+        StartEvent(prompt_tokens=3, temperature=0.0),
+        IterationEvent(index=0, k=0, emitted=[5], shadow=[5, 6, 7], draft_s=0.002, verify_s=0.010, iter_s=0.0125),
+        IterationEvent(index=1, k=0, emitted=[6], draft_s=0.0, verify_s=0.010, iter_s=0.0105),
+        IterationEvent(index=2, k=0, emitted=[9], shadow_checked=3, shadow_matched=2, verify_s=0.010, iter_s=0.0104),
+        IterationEvent(index=3, k=2, drafted=[1, 2], accepted=1, emitted=[1, 4], draft_s=0.001, verify_s=0.02,
+                       iter_s=0.0215),
+    ]
+    rows, turns, _ = rows_of(events)
+    assert [r.draft_s for r in rows[:3]] == [0.0, 0.0, 0.0]
+    assert rows[0].iter_s == pytest.approx(0.0105)  # the shadow draft's 2 ms are not a plain step's
+    assert rows[3].draft_s == 0.001 and rows[3].iter_s == 0.0215
+    # positions 0, 1 matched the shadow draft, 2 did not; the verified draft: 3 agreed, 4 did not
+    assert turns[0].agree == {0: True, 1: True, 2: False, 3: True, 4: False}

@@ -50,3 +50,16 @@ def test_a_speedup_is_quoted_from_two_plain_steps_not_from_one():
     assert "no speedup estimate" in stats_of([0, 2, 2, 2]).speculation_line()
     line = stats_of([0, 2, 2, 0, 2]).speculation_line()
     assert line.endswith("(estimated from 2 plain steps)"), line
+
+
+def test_the_plain_step_baseline_leaves_out_shadow_drafts():
+    st = RunStats()
+    st.add(StartEvent(turn=0, policy="learned"))
+    # two plain steps of 1 s, one of them with a 0.5 s shadow draft: the baseline is 1 s a step
+    st.add(IterationEvent(k=0, emitted=[0], iter_s=1.0))
+    st.add(IterationEvent(k=0, emitted=[0], shadow=[0, 1], draft_s=0.5, iter_s=1.5))
+    st.add(IterationEvent(k=2, drafted=[0, 1], accepted=2, emitted=[0] * 3, iter_s=1.5))
+    st.add(EndEvent(turn=0, generated_tokens=5, reason="max_tokens"))
+    assert st.t_base == 1.0
+    # 5 tokens in 4 s (the shadow draft's time is paid) against 1 s a token
+    assert st.estimated_speedup == 1.25

@@ -94,3 +94,24 @@ def test_the_bar_of_the_k_in_use_follows_each_iteration_between_phase_events():
     st.apply(IterationEvent(k=0, emitted=[5], utility=1.0, utility_k=0, iter_s=0.01))  # K = 0 has no bar
     st.apply(IterationEvent(k=2, drafted=[1, 2], accepted=0, emitted=[6], iter_s=0.01))  # no estimate
     assert st.utilities == {2: 1.2, 3: 1.45}
+
+
+def test_the_latest_shadow_draft_is_kept_while_speculation_is_off():
+    from cascade_tui.tui.widgets.kchart import KChart
+
+    st = ViewState({"model": {"moe_layers": [0], "n_expert": 4, "n_expert_used": 1}, "policy": {"name": "learned"}})
+    st.apply(StartEvent(turn=0, message="hi", prompt_tokens=3, policy="learned", params={}))
+    st.apply(IterationEvent(k=0, emitted=[1], shadow=[1, 2, 3, 4], draft_s=0.001, iter_s=0.01))
+    assert st.shadow is None  # drafted, not yet resolved
+    st.apply(IterationEvent(k=0, emitted=[2], iter_s=0.01))
+    st.apply(IterationEvent(k=0, emitted=[9], shadow_checked=3, shadow_matched=2, iter_s=0.01))
+    assert st.shadow == (2, 4)
+    chart = KChart()
+    chart.show(st)
+    assert chart.border_subtitle == "last: K=0; shadow draft: 2 of 4 matched"
+    st.apply(IterationEvent(k=2, drafted=[1, 2], accepted=2, emitted=[1, 2, 3], iter_s=0.01))
+    assert st.shadow is None
+    chart.show(st)
+    assert chart.border_subtitle == "last: K=2, accepted 2"
+    assert total_stats([StartEvent(), IterationEvent(k=0, emitted=[1], shadow=[1, 2]),
+                        IterationEvent(k=0, emitted=[3], shadow_checked=2, shadow_matched=1)]).shadow_match_rate == 0.5

@@ -72,16 +72,21 @@ def rows_of(events: list, catch_up: int | None = None) -> tuple[list[IterationRo
     turn = -1
     missed = 0
     first = True
+    shadow_at = None  # where the pending shadow draft started (position in the turn's text)
     for ev in events:
         if ev.type == "turn":
             turn += 1
             turns.append(Turn(0, ev.prompt_tokens, greedy=ev.temperature == 0))
-            missed, first = ev.prompt_tokens, True
+            missed, first, shadow_at = ev.prompt_tokens, True, None
         elif ev.type == "iteration":
             k = len(ev.drafted)
             m = missed if first or catch_up is None else min(missed, catch_up)
+            shadow = getattr(ev, "shadow", None) or []
+            # a K = 0 step with a shadow draft is a plain step plus the drafter's time: the cost
+            # fit sees the plain step (the simulation adds shadow drafts where its policy asks)
             rows.append(IterationRow(turn, ev.index, k, ev.accepted, len(ev.emitted), k + 1, ev.unique_experts,
-                                     m if k else 0, ev.draft_s, ev.verify_s, ev.iter_s))
+                                     m if k else 0, 0.0 if shadow and not k else ev.draft_s, ev.verify_s,
+                                     ev.iter_s - ev.draft_s if shadow and not k else ev.iter_s))
             if k:
                 first = False
             # a model drafter evaluated its own first k - 1 drafts; what it has not seen of the
@@ -95,6 +100,16 @@ def rows_of(events: list, catch_up: int | None = None) -> tuple[list[IterationRo
                         tr.agree[p + i] = True
                     if ev.accepted < k:
                         tr.agree[p + ev.accepted] = False
+                if shadow:
+                    shadow_at = p
+                checked = getattr(ev, "shadow_checked", 0)
+                if checked and shadow_at is not None:  # a shadow draft's comparison says the same
+                    matched = ev.shadow_matched
+                    for i in range(matched):
+                        tr.agree.setdefault(shadow_at + i, True)
+                    if matched < checked:
+                        tr.agree.setdefault(shadow_at + matched, False)
+                    shadow_at = None
                 tr.ids.extend(ev.emitted)
                 tr.tokens += len(ev.emitted)
             if ev.routing is not None:
@@ -370,8 +385,12 @@ def simulate(policy: Policy, cost: CostModel, acceptance: Acceptance, unique: Un
         first = True
         track = Agreement(turn) if turn.greedy and turn.agree else None
         while done < turn.tokens:
-            k = max(0, min(policy.decide().k, turn.tokens - done - 1))
+            decision = policy.decide()
+            k = max(0, min(decision.k, turn.tokens - done - 1))
             acc = track.accept(done, k, rng) if track is not None else acceptance.draw(k, rng)
+            # a shadow draft (greedy turns, as the engine): drafted, compared, not verified
+            s = min(decision.shadow, turn.tokens - done) if not k and turn.greedy else 0
+            matched = (track.accept(done, s, rng) if track is not None else acceptance.draw(s, rng)) if s else 0
             u = UniqueExperts.at(turn, done, k + 1)
             if u is None:
                 u = unique(k + 1)
@@ -379,10 +398,18 @@ def simulate(policy: Policy, cost: CostModel, acceptance: Acceptance, unique: Un
             dt = cost.iteration(k, u, m)
             if noise and cost.residuals.size:
                 dt *= max(0.05, 1.0 + float(rng.choice(cost.residuals)))
-            policy.observe(Observation(k=k, drafted=k, accepted=acc, draft_s=cost.draft(k, m),
-                                       verify_s=cost.verify(k + 1, u), iter_s=dt, unique_experts=u))
+            sm = (missed if first or catch_up is None else min(missed, catch_up)) if s else 0
+            shadow_s = cost.draft(s, sm) if s else 0.0
+            dt += shadow_s
+            policy.observe(Observation(k=k, drafted=k, accepted=acc, draft_s=cost.draft(k, m) + shadow_s,
+                                       verify_s=cost.verify(k + 1, u), iter_s=dt, unique_experts=u,
+                                       shadowed=s, shadow_checked=min(matched + 1, s), shadow_matched=matched))
             emitted = min(acc + 1, turn.tokens - done)
-            missed = emitted - min(acc, k - 1) if k else missed + emitted
+            if s:  # the drafter read what it missed and its own first s - 1 drafts
+                missed = emitted - min(matched, s - 1, emitted)
+                first = False
+            else:
+                missed = emitted - min(acc, k - 1) if k else missed + emitted
             if k:
                 first = False
             done += emitted

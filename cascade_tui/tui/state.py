@@ -80,6 +80,10 @@ class ViewState:
         self.utilities: dict[int, float] = {}  # the policy's measured U per K
         self.policy_t_base: float | None = None
         self.backoff: int | None = None
+        # the latest shadow draft (speculation off, the drafter watched): (tokens matched, drafted),
+        # None while none has resolved since speculation was last on
+        self.shadow: tuple[int, int] | None = None
+        self._shadow_len = 0
         self.n_layers = 0
         self.n_expert = 0
         self.n_expert_used = 0
@@ -171,6 +175,12 @@ class ViewState:
             turn.add(ev.text[: ev.from_draft], True)
             turn.add(ev.text[ev.from_draft:], False)
             turn.tokens += len(ev.emitted)
+        if ev.k:
+            self.shadow = None
+        if getattr(ev, "shadow", None):
+            self._shadow_len = len(ev.shadow)
+        if getattr(ev, "shadow_checked", 0):
+            self.shadow = (ev.shadow_matched, self._shadow_len or ev.shadow_checked)
         if ev.utility_k and ev.utility is not None:
             # the bar of the K in use follows the policy's estimate between phase events
             # (``learned`` changes phase only when speculation turns on or off)

@@ -26,7 +26,10 @@ class KChart(Widget):
     def show(self, state) -> None:
         self.points = list(state.points)
         last = self.points[-1] if self.points else None
-        self.border_subtitle = (f"last: K={last.k}, accepted {last.accepted}" if last else "")
+        text = f"last: K={last.k}, accepted {last.accepted}" if last else ""
+        if last and last.k == 0 and state.shadow is not None:  # speculation off, the drafter watched
+            text = f"last: K=0; shadow draft: {state.shadow[0]} of {state.shadow[1]} matched"
+        self.border_subtitle = text
         self.refresh()
 
     def _view(self, width: int) -> list:
