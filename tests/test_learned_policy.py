@@ -180,7 +180,7 @@ def test_shadow_drafts_find_acceptance_that_rose_sooner_than_probes_and_cost_lit
         shadowed.append(_back_on(ks, 150))
         probed.append(_back_on(run("learned", grown_demo, 0.35e-3, accept, iters=600, seed=seed)[1], 150))
     assert sorted(shadowed)[3] < 40, shadowed
-    assert sorted(shadowed)[3] < 0.5 * sorted(probed)[3], (shadowed, probed)
+    assert sorted(shadowed)[3] < 0.75 * sorted(probed)[3], (shadowed, probed)
     # where speculation never pays, watching the drafter stays within a few percent of off
     for seed in range(4):
         rate = run("learned", grown_demo, 0.35e-3, 0.1, iters=400, seed=seed, shadow=True)[0]

@@ -242,10 +242,11 @@ class LearnedPolicy(Policy):
         Param("base_iters", int, 1, 1, 64, "K=0 iterations that measure c(1), the cost of a plain step, before any draft"),
         Param("cost_window", int, 9, 1, 1024, "recent samples per verified-token count whose median is its cost"),
         Param("stale_after", int, 2048, 16, 10_000_000, "iterations after which a cost point is re-measured before use"),
-        Param("accept_halflife", float, 16.0, 1.0, 100_000.0, "iterations after which an acceptance observation counts half"),
+        Param("accept_halflife", float, 48.0, 1.0, 100_000.0, "iterations after which an acceptance observation counts half"),
         Param("accept_prior", float, 0.5, 0.0, 1.0, "acceptance assumed before any draft was verified"),
         Param("optimism", float, 0.5, 0.0, 10.0,
-              "decide with the acceptance this many standard errors above its estimate (thin evidence: try)"),
+              "decide with the acceptance this many standard errors above its estimate (thin evidence: try); "
+              "only while probing (shadow drafts look cheaply, so they decide on the estimate)"),
         Param("hysteresis", float, 0.01, 0.0, 1.0, "change K only when the prediction improves by more than this fraction"),
         Param("min_utility", float, 1.0, 0.0, 100.0, "speculate only where the predicted U reaches this"),
         Param("refresh_every", int, 16, 0, 1_000_000,
@@ -401,7 +402,10 @@ class LearnedPolicy(Policy):
         standard errors. With plenty of recent evidence it is the estimate; with little (early on,
         or after a stretch without drafting, as the evidence fades) it leans towards trying, so one
         unlucky draft cannot switch speculation off for long, and a text that got easier is found."""
-        return self.acceptance_by_position(self.get("optimism"))
+        # shadow drafts look at the drafter every few iterations for the drafter's time alone: no
+        # need to buy a look with optimism (on the demo's real text it turned speculation on after
+        # one lucky shadow draft and lost 2-4% on prose; see docs/BENCHMARKS.md)
+        return self.acceptance_by_position(0.0 if self._shadowing() and self._shadow_ok else self.get("optimism"))
 
     def _fresh_costs(self, stat=_typical) -> dict[int, float]:
         horizon = self._n - self.get("stale_after")
