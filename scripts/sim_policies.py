@@ -1,7 +1,8 @@
 """Policies compared on the demo's real text without the machine's noise.
 
 `cascade-tui bench` on this 2-core VM moves 20-30% from one 128-token request to the next (a
-request with no speculation at all measured 0.73x and 1.20x of `off`), so a 2-3% change of policy
+request that drafted nothing measured 0.80x of `off`, one with one or two drafting
+iterations 1.20x), so a 2-3% change of policy
 cannot be seen in it. This script measures what a policy sees on the demo pair once, and replays
 it exactly:
 

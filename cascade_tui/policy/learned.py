@@ -303,7 +303,8 @@ class LearnedPolicy(Policy):
         self._shadow_ok: bool | None = None  # does the engine shadow draft (None: not asked yet)
         self._shadow_pending = 0  # iterations a shadow draft has been waiting for its result
         self._since_shadow = 1 << 30  # iterations since the last shadow draft (none yet: due)
-        self._shadow_cost: float | None = None  # what the last shadow draft cost (s)
+        self._shadow_costs: deque[float] = deque(maxlen=5)  # what recent shadow drafts cost (s)
+        self._shadow_first = True  # the next shadow draft is the request's first (the drafter reads the prompt)
         self._since_refresh = 0  # iterations since the last upkeep sample
         self._maintaining = False
         self._refreshes = 0
@@ -336,6 +337,7 @@ class LearnedPolicy(Policy):
         self._probe_every = max(self.get("probe_after"), self._probe_every // 2)
         self._probing = False
         self._shadow_ok, self._shadow_pending = None, 0  # a new request (greedy or not): ask again
+        self._shadow_first = True
         self._since_shadow = 1 << 30  # a new text: look at once
         self._decide()
 
@@ -404,7 +406,7 @@ class LearnedPolicy(Policy):
         unlucky draft cannot switch speculation off for long, and a text that got easier is found."""
         # shadow drafts look at the drafter every few iterations for the drafter's time alone: no
         # need to buy a look with optimism (on the demo's real text it turned speculation on after
-        # one lucky shadow draft and lost 2-4% on prose; see docs/BENCHMARKS.md)
+        # one lucky shadow draft: 0.7-1.4% lost on prose, scripts/sim_policies.py, docs/BENCHMARKS.md)
         return self.acceptance_by_position(0.0 if self._shadowing() and self._shadow_ok else self.get("optimism"))
 
     def _fresh_costs(self, stat=_typical) -> dict[int, float]:
@@ -534,10 +536,10 @@ class LearnedPolicy(Policy):
         """Iterations off between shadow drafts: ``shadow_every``, and at least what keeps them
         within ``shadow_budget`` of the time (the drafter's catch-up and ``shadow_len`` evals)."""
         c1 = curve.cost(1)
-        cost = self._shadow_cost
-        if cost is None:
-            cost = self.get("shadow_len") * self._draft_per_token()
-        floor = math.ceil(cost / (self.get("shadow_budget") * c1)) if cost and c1 and c1 > 0 else 0
+        cost = self._shadow_costs[-1] if self._shadow_costs else self.get("shadow_len") * self._draft_per_token()
+        if not cost or not c1 or c1 <= 0:
+            return 2 * self.get("shadow_every")  # nothing known yet: a guess on the rare side
+        floor = math.ceil(cost / (self.get("shadow_budget") * c1))
         return max(self.get("shadow_every"), min(floor, self.get("probe_max")))
 
     def _probe_interval(self, curve: _Curve, k: int) -> int:
@@ -599,7 +601,11 @@ class LearnedPolicy(Policy):
         # a shadow draft: asked for and not made means the engine does not shadow (probe instead)
         if obs.shadowed > 0:
             self._shadow_ok, self._shadow_pending, self._since_shadow = True, 1, 0
-            self._shadow_cost = obs.draft_s
+            # a request's first shadow draft also reads the prompt (a long chat context can cost
+            # many plain steps): it does not price the others
+            if not self._shadow_first:
+                self._shadow_costs.append(obs.draft_s)
+            self._shadow_first = False
         elif asked_shadow and obs.k == 0 and not self._shadow_pending:
             self._shadow_ok = False
         else:
