@@ -135,6 +135,7 @@ def main() -> None:
     ap.add_argument("policies", nargs="+", help="policy specs; parameters as NAME@key=value+key=value")
     ap.add_argument("--tokens", type=int, default=128)
     ap.add_argument("--seeds", type=int, default=12)
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds --first-seed .. + --seeds - 1")
     ap.add_argument("--costs", default=json.dumps(COSTS), help="JSON {verified tokens: ms}")
     ap.add_argument("--cache", type=Path, default=Path("/tmp/cascade-sim-agreement.json"))
     a = ap.parse_args()
@@ -145,7 +146,7 @@ def main() -> None:
         times = {}
         for spec in ["off", *a.policies]:
             ts = []
-            for seed in range(a.seeds):
+            for seed in range(a.first_seed, a.first_seed + a.seeds):
                 rng = np.random.default_rng(seed)
                 pol = policy_of(spec)
                 t = 0.0
