@@ -29,6 +29,20 @@ class ScriptedClock:
         self.now += dt
 
 
+# the grown demo target on this CPU: verify time (ms) per verified-token count, measured
+GROWN_DEMO = {1: 12.6, 2: 19.2, 3: 28.0, 4: 31.3, 16: 79.0}
+
+
+def grown_demo(n: int) -> float:
+    """Seconds to verify ``n`` tokens on the grown demo (GROWN_DEMO, linear in between, +4 ms a
+    token past the last point)."""
+    pts = sorted(GROWN_DEMO.items())
+    for (n0, c0), (n1, c1) in zip(pts, pts[1:]):
+        if n <= n1:
+            return 1e-3 * (c0 + (c1 - c0) * (n - n0) / (n1 - n0))
+    return 1e-3 * (pts[-1][1] + 4.0 * (n - pts[-1][0]))
+
+
 def moe_cost(base: float = 1.0, per_token: float = 0.02, per_expert: float = 0.5) -> Callable:
     """Verify cost in seconds for n tokens touching ``uniq`` unique experts per layer."""
 

@@ -245,19 +245,6 @@ def test_speculation_on_the_grown_target_is_lossless(grown, cache_root, tmp_path
 
 
 # -- the quick start shows speculation switching ------------------------------------------------------
-# verify cost (ms) per verified-token count, measured on the grown demo target on this 2-core CPU
-# (tests/test_learned_policy.py's GROWN_DEMO); a drafter eval: 0.3 ms + 0.05 ms a token
-GROWN_COST_MS = {1: 12.6, 2: 19.2, 3: 28.0, 4: 31.3, 16: 79.0}
-
-
-def _grown_cost(n: int) -> float:
-    pts = sorted(GROWN_COST_MS.items())
-    for (n0, c0), (n1, c1) in zip(pts, pts[1:]):
-        if n <= n1:
-            return 1e-3 * (c0 + (c1 - c0) * (n - n0) / (n1 - n0))
-    return 1e-3 * (pts[-1][1] + 4.0 * (n - pts[-1][0]))
-
-
 class _Timed:
     """A real model whose evals advance a scripted clock by a fixed cost (the real eval runs too):
     the policy then sees the grown demo's costs without this machine's noise."""
@@ -283,19 +270,17 @@ def test_the_quick_start_answer_switches_speculation_off_and_back_on(grown):
     from backends.model_drafter import ModelDrafter
     from cascade_tui.engine import GenerationConfig, IterationEvent, SpeculativeDecoder
     from cascade_tui.policy import DEFAULT_POLICY, make_policy
+    from fakes import ScriptedClock, grown_demo
 
-    class Clock:
-        now = 0.0
-
-        def __call__(self):
-            return self.now
-
-    clock = Clock()
+    clock = ScriptedClock()
     target = load_target(grown[0], n_ctx=1024, n_threads=1, routing=False)
     draft = load_target(demo_draft_path(), n_ctx=1024, n_threads=1, routing=False)
     try:
-        dec = SpeculativeDecoder(_Timed(target, clock, _grown_cost),
-                                 ModelDrafter(_Timed(draft, clock, lambda n: 1e-3 * (0.3 + 0.05 * n)), max_catch_up=32),
+        def draft_cost(n):  # a drafter eval: 0.3 ms + 0.05 ms a token
+            return 1e-3 * (0.3 + 0.05 * n)
+
+        dec = SpeculativeDecoder(_Timed(target, clock, grown_demo),
+                                 ModelDrafter(_Timed(draft, clock, draft_cost), max_catch_up=32),
                                  make_policy(DEFAULT_POLICY), clock=clock)
         its = [e for e in dec.generate(README_PROMPT, GenerationConfig(max_tokens=256)) if isinstance(e, IterationEvent)]
         out = [t for e in its for t in e.emitted]

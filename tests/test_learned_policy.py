@@ -11,6 +11,7 @@ import pytest
 
 from cascade_tui.policy import LearnedPolicy, Observation, PolicyError, make_policy
 from cascade_tui.policy.learned import _fit_curve, expected_emitted
+from fakes import grown_demo
 
 # verify time (s) for n = 1..9 tokens measured on an H100 with a Mixtral-shaped MoE (DESIGN 5)
 H100 = [2.81, 4.28, 5.60, 6.20, 7.02, 7.49, 7.75, 7.94, 8.69]
@@ -90,17 +91,6 @@ def test_learned_stays_near_off_where_speculation_never_pays():
     assert mean_rate("learned", *args) >= 0.95 * off
     assert max(mean_rate(s, *args) for s in STATICS[:3]) < 0.85 * off  # it really never pays
 
-
-# the grown demo target on this CPU: verify time (ms) per verified-token count, measured
-GROWN_DEMO = {1: 12.6, 2: 19.2, 3: 28.0, 4: 31.3, 16: 79.0}
-
-
-def grown_demo(n: int) -> float:
-    pts = sorted(GROWN_DEMO.items())
-    for (n0, c0), (n1, c1) in zip(pts, pts[1:]):
-        if n <= n1:
-            return 1e-3 * (c0 + (c1 - c0) * (n - n0) / (n1 - n0))
-    return 1e-3 * (pts[-1][1] + 4.0 * (n - pts[-1][0]))
 
 
 def test_learned_stays_near_off_when_the_first_draft_is_mostly_wrong_and_the_rest_agree():

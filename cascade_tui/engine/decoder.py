@@ -219,7 +219,7 @@ class SpeculativeDecoder:
             draft = self.drafter.propose(context, k, cfg.temperature, rng) if k > 0 else Draft([])
             drafted = list(draft.tokens[:k])
             shadowed: list[int] = []
-            want = min(getattr(decision, "shadow", 0), remaining)
+            want = min(decision.shadow, remaining)
             if k == 0 and want > 0 and not shadow and self.drafter is not None and cfg.temperature == 0:
                 shadowed = list(self.drafter.propose(context, want, 0.0, rng).tokens[:want])
                 shadow, shadow_seen = list(shadowed), 0

@@ -491,12 +491,12 @@ class LearnedPolicy(Policy):
                        "no K can beat plain decoding even if every draft were accepted")
             short = [k for k in allowed if k <= PROBE_K_MAX] or allowed[:1]
             k = max(short, key=lambda k: (self._utility_at(k, PROBE_ACCEPT, typical), -k)) if short else 0
-            if allowed and self._shadowing() and \
-                    self._shadow_interval(typical) <= self._probe_interval(typical, k):
+            shadow_gap = self._shadow_interval(typical)
+            if allowed and self._shadowing() and shadow_gap <= self._probe_interval(typical, k):
                 # watch the drafter instead of probing, where that looks more often for the same
                 # share of the time: a verify of many tokens can cost several plain steps
                 d = self._keep_reason(Decision(0, "set", f"{why_off}; speculation off, shadow drafting"))
-                due = not self._shadow_pending and self._since_shadow >= self._shadow_interval(typical)
+                due = not self._shadow_pending and self._since_shadow >= shadow_gap
                 self._decision = Decision(d.k, d.phase, d.reason, shadow=self.get("shadow_len") if due else 0)
                 return
             unseen = not self._ever_drafted  # no draft verified yet: only the prior decided

@@ -84,9 +84,9 @@ def rows_of(events: list, catch_up: int | None = None) -> tuple[list[IterationRo
             shadow = getattr(ev, "shadow", None) or []
             # a K = 0 step with a shadow draft is a plain step plus the drafter's time: the cost
             # fit sees the plain step (the simulation adds shadow drafts where its policy asks)
+            shadow_s = ev.draft_s if shadow and not k else 0.0
             rows.append(IterationRow(turn, ev.index, k, ev.accepted, len(ev.emitted), k + 1, ev.unique_experts,
-                                     m if k else 0, 0.0 if shadow and not k else ev.draft_s, ev.verify_s,
-                                     ev.iter_s - ev.draft_s if shadow and not k else ev.iter_s))
+                                     m if k else 0, ev.draft_s - shadow_s, ev.verify_s, ev.iter_s - shadow_s))
             if k:
                 first = False
             # a model drafter evaluated its own first k - 1 drafts; what it has not seen of the
@@ -394,12 +394,12 @@ def simulate(policy: Policy, cost: CostModel, acceptance: Acceptance, unique: Un
             u = UniqueExperts.at(turn, done, k + 1)
             if u is None:
                 u = unique(k + 1)
-            m = (missed if first or catch_up is None else min(missed, catch_up)) if k else 0
+            reads = missed if first or catch_up is None else min(missed, catch_up)  # a drafter catch-up
+            m = reads if k else 0
             dt = cost.iteration(k, u, m)
             if noise and cost.residuals.size:
                 dt *= max(0.05, 1.0 + float(rng.choice(cost.residuals)))
-            sm = (missed if first or catch_up is None else min(missed, catch_up)) if s else 0
-            shadow_s = cost.draft(s, sm) if s else 0.0
+            shadow_s = cost.draft(s, reads)  # 0 without a shadow draft
             dt += shadow_s
             policy.observe(Observation(k=k, drafted=k, accepted=acc, draft_s=cost.draft(k, m) + shadow_s,
                                        verify_s=cost.verify(k + 1, u), iter_s=dt, unique_experts=u,
@@ -407,10 +407,9 @@ def simulate(policy: Policy, cost: CostModel, acceptance: Acceptance, unique: Un
             emitted = min(acc + 1, turn.tokens - done)
             if s:  # the drafter read what it missed and its own first s - 1 drafts
                 missed = emitted - min(matched, s - 1, emitted)
-                first = False
             else:
                 missed = emitted - min(acc, k - 1) if k else missed + emitted
-            if k:
+            if k or s:
                 first = False
             done += emitted
             t += dt
