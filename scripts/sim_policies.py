@@ -13,7 +13,9 @@ it exactly:
    position i has min(run[i], K) accepted; a shadow draft resolves where the engine would; each
    verify of n tokens costs the grown demo's measured c(n) (``--costs``, ms; noise: log-normal
    sigma 0.12 and a 1.6x spike on 5% of iterations, as on this VM), a draft 0.3 ms a token
-   + 0.05 ms a token the drafter catches up + 0.2 ms a call.
+   + 0.05 ms a token the drafter catches up + 0.2 ms a call. ``--drift SLOW,DWELL`` adds a
+   machine that is SLOW times slower during busy stretches (every cost, the drafter's too), each
+   stretch DWELL seconds on average: what a neighbour's job does to this VM.
 
 Each policy runs the 4 prompts of a workload in turn (one policy object, as `bench` does), for
 --seeds noise seeds; printed: tokens/s vs `off` per workload (ratio of total times).
@@ -95,7 +97,26 @@ def draft_cost(k: int, missed: int) -> float:
     return 0.0 if k <= 0 else 1e-3 * (0.3 * k + 0.05 * missed + 0.2)
 
 
-def simulate(policy, run: list[int], cost, rng) -> float:
+class Machine:
+    """How slow the machine is at each moment: 1, or ``slow`` during a busy stretch; stretches
+    of each last an exponential time of mean ``dwell`` seconds (``slow`` 1: a steady machine)."""
+
+    def __init__(self, slow: float, dwell: float, rng):
+        self.slow, self.dwell, self.rng = slow, dwell, rng
+        self.t, self.busy = 0.0, False
+        self.switch = rng.exponential(dwell) if slow != 1.0 else math.inf
+
+    def factor(self) -> float:
+        return self.slow if self.busy else 1.0
+
+    def advance(self, dt: float) -> None:
+        self.t += dt
+        while self.t > self.switch:
+            self.busy = not self.busy
+            self.switch += self.rng.exponential(self.dwell)
+
+
+def simulate(policy, run: list[int], cost, rng, machine: Machine | None = None) -> float:
     """Decode time of one answer under ``policy`` (the engine's loop, shadow drafts included)."""
     n, pos, total, missed, pending = len(run), 0, 0.0, 0, None
     while pos < n:
@@ -109,6 +130,10 @@ def simulate(policy, run: list[int], cost, rng) -> float:
         emitted = acc + 1
         c = cost(k + 1) * math.exp(rng.normal(0, 0.12)) * (1.6 if rng.random() < 0.05 else 1.0)
         ds = draft_cost(k, missed) + draft_cost(s, missed)
+        if machine is not None:
+            f = machine.factor()
+            c, ds = c * f, ds * f
+            machine.advance(c + ds)
         if k or s:
             missed = 0
         checked = matched = 0
@@ -138,9 +163,13 @@ def main() -> None:
     ap.add_argument("--first-seed", type=int, default=0, help="seeds --first-seed .. + --seeds - 1")
     ap.add_argument("--costs", default=json.dumps(COSTS), help="JSON {verified tokens: ms}")
     ap.add_argument("--cache", type=Path, default=Path("/tmp/cascade-sim-agreement.json"))
+    ap.add_argument("--drift", default="1,1", metavar="SLOW,DWELL",
+                    help="a machine that is SLOW times slower in busy stretches, each stretch (busy or "
+                         "not) DWELL seconds on average (default 1,1: steady)")
     a = ap.parse_args()
     runs = agreement_runs(a.tokens, a.cache)
     cost = cost_of({int(k): float(v) for k, v in json.loads(a.costs).items()})
+    slow, dwell = (float(x) for x in a.drift.split(","))
     print(f"{'workload':<11}" + "".join(f"{p:>{max(10, len(p) + 2)}}" for p in a.policies))
     for w in WORKLOADS:
         times = {}
@@ -149,10 +178,11 @@ def main() -> None:
             for seed in range(a.first_seed, a.first_seed + a.seeds):
                 rng = np.random.default_rng(seed)
                 pol = policy_of(spec)
+                machine = Machine(slow, dwell, np.random.default_rng(10_000 + seed))
                 t = 0.0
                 for run in runs[w]:
                     pol.reset()
-                    t += simulate(pol, run, cost, rng)
+                    t += simulate(pol, run, cost, rng, machine)
                 ts.append(t)
             times[spec] = float(np.mean(ts))
         print(f"{w:<11}" + "".join(f"{times['off'] / times[p]:>{max(10, len(p) + 2)}.3f}x"[:-1] + "x"
