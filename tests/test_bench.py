@@ -38,13 +38,19 @@ def bench(policies=POLICIES, workloads=WORKLOADS, **kw):
 
 
 # -- the loop ----------------------------------------------------------------------------------------
-def test_interleaves_policies_per_prompt_off_first():
+def test_interleaves_policies_per_prompt_off_first_then_in_reverse():
+    """ABBA: off and the policies in the order given on one prompt, in reverse on the next, so
+    the machine's drift within a prompt's runs does not always fall on the same policy."""
     seen = []
     report = bench(["cascade", "static:2", "off"], progress=lambda d, t, cur: seen.append((d, t, cur)))
     order = [(r.workload, r.prompt_index, r.policy) for r in report.runs]
+    forward = ("off", "cascade", "static:2")
     assert order == [(w, i, p) for w, ps in WORKLOADS.items() for i in range(len(ps))
-                     for p in ("off", "cascade", "static:2")]
+                     for p in (forward if i % 2 == 0 else forward[::-1])]
     assert seen[0] == (0, 15, "code #1 off") and seen[1] == (1, 15, "code #1 cascade")
+    assert seen[3] == (3, 15, "code #2 static:2") and seen[5] == (5, 15, "code #2 off")
+    # off ran last on the second prompt: the others are still compared with it
+    assert all(r.identical_to_off is True for r in report.runs), [(r.prompt_index, r.policy) for r in report.runs]
     assert seen[-1] == (15, 15, None)
     assert report.complete and report.runs_planned == 15
 
@@ -174,7 +180,7 @@ def test_n_prompts_and_workload_objects():
 
 def test_prompt_too_long_is_skipped():
     report = bench(["off", "static:1"], {"code": ["x" * 600, "ok"]})
-    assert [(r.prompt_index, r.policy) for r in report.runs] == [(1, "off"), (1, "static:1")]
+    assert [(r.prompt_index, r.policy) for r in report.runs] == [(1, "static:1"), (1, "off")]  # 2nd: reversed
     assert report.skipped[0]["prompt_index"] == 0 and "context" in report.skipped[0]["reason"]
     assert report.runs_planned == 2
 

@@ -1,8 +1,9 @@
 """``run_bench``: every policy on every prompt, greedy, interleaved per prompt; and its report.
 
-For each prompt the policies run back to back (``off`` first, then the others in the order given),
-so slow drift of the machine (thermal state, other processes) hits all policies alike instead of
-whichever policy happened to run last. All runs are greedy, so every policy must produce exactly
+For each prompt the policies run back to back: ``off`` first, then the others in the order given,
+and on every other prompt the same in reverse (ABBA), so slow drift of the machine (thermal
+state, other processes) hits all policies alike instead of whichever policy happened to run
+last or right after ``off``. All runs are greedy, so every policy must produce exactly
 the tokens of ``off``; each run records whether it did (``identical_to_off``).
 
 Throughput is generated tokens / decode time (the sum of the engine's iteration times; prompt
@@ -487,6 +488,13 @@ def _can_prefill(drafter) -> bool:
 ProgressFn = Callable[[int, int, "str | None"], None]  # (runs done, runs planned, current run or None)
 
 
+def _compare_with_off(runs: list[RunResult]) -> None:
+    """Set ``identical_to_off`` on one prompt's runs (None where off did not run)."""
+    off = next((r.tokens for r in runs if r.policy == "off"), None)
+    for r in runs:
+        r.identical_to_off = None if off is None else r.tokens == off
+
+
 def run_bench(
     models,
     workloads: Mapping[str, Sequence[str]] | Mapping[str, Any],
@@ -550,8 +558,10 @@ def run_bench(
             # it learned from one prompt to the next, as in a chat or server session
             policies = make_policies(labels, set_params)
             for i, prompt in enumerate(prompts):
-                off_tokens: list[int] | None = None
-                for pol in policies:
+                # ABBA: on every other prompt the policies run in reverse, so that none is always
+                # the one right after off or the last (this VM's speed wanders by 20% within a
+                # minute: a policy that never drafted read 0.94x and 0.98x of off, always running last)
+                for pol in (policies if i % 2 == 0 else policies[::-1]):
                     if progress:
                         progress(done, total, f"{w} #{i + 1} {pol.label}")
                     decoder.policy = pol
@@ -573,8 +583,6 @@ def run_bench(
                         total = report.runs_planned
                         break
                     tokens = list(stats.emitted)
-                    if pol.label == "off":
-                        off_tokens = tokens
                     report.runs.append(RunResult(
                         workload=w, prompt_index=i, policy=pol.label,
                         generated_tokens=stats.generated_tokens, decode_s=stats.decode_s,
@@ -583,14 +591,18 @@ def run_bench(
                         accepted=stats.accepted, k_hist=Counter(stats.k_hist),
                         unique_sum=stats.unique_sum, unique_n=stats.unique_n,
                         stop_reason=stats.reason, tokens=tokens,
-                        identical_to_off=None if off_tokens is None else tokens == off_tokens,
+                        identical_to_off=None,  # below, once off has run on this prompt
                         capture_s=stats.capture_s, prompt=prompt,
                     ))
                     if pol.label in report.adaptive:
                         report.predictions.setdefault((w, pol.label), []).append(_predicted(pol))
                     done += 1
+                _compare_with_off([r for r in report.runs if (r.workload, r.prompt_index) == (w, i)])
         if progress:
             progress(len(report.runs), report.runs_planned, None)
     except KeyboardInterrupt:
         report.interrupted = True
+        if report.runs:  # the prompt that was running: compare what it has
+            last = report.runs[-1]
+            _compare_with_off([r for r in report.runs if (r.workload, r.prompt_index) == (last.workload, last.prompt_index)])
     return report
