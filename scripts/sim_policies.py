@@ -42,11 +42,11 @@ COSTS = {1: 12.5, 2: 21.9, 3: 27.0, 4: 32.0, 5: 37.5, 12: 90.0, 16: 104.0}
 WORKLOADS = ("code", "extraction", "math")
 
 
-def agreement_runs(n_tokens: int, cache: Path) -> dict:
+def agreement_runs(n_tokens: int, cache: Path, n_prompts: int = 4) -> dict:
     if cache.is_file():
         data = json.loads(cache.read_text())
-        if data.get("tokens") == n_tokens:
-            return data["runs"]
+        if data.get("tokens") == n_tokens and data.get("prompts", 4) >= n_prompts:
+            return {w: runs[:n_prompts] for w, runs in data["runs"].items()}
     from cascade_tui.runtime import ModelOptions, load_models
     from cascade_tui.workloads.builtin import CODE, EXTRACTION, MATH
 
@@ -56,7 +56,7 @@ def agreement_runs(n_tokens: int, cache: Path) -> dict:
     runs: dict[str, list[list[int]]] = {}
     for w, prompts in zip(WORKLOADS, (CODE, EXTRACTION, MATH)):
         runs[w] = []
-        for p in prompts[:4]:
+        for p in prompts[:n_prompts]:
             ids = target.tokenize(p)
             target.truncate(0)
             nxt = int(np.argmax(target.eval(ids).logits[-1]))
@@ -77,7 +77,7 @@ def agreement_runs(n_tokens: int, cache: Path) -> dict:
                   f"{np.mean([r > 0 for r in run]):.0%} of positions", file=sys.stderr)
     models.close()
     cache.parent.mkdir(parents=True, exist_ok=True)
-    cache.write_text(json.dumps({"tokens": n_tokens, "runs": runs}))
+    cache.write_text(json.dumps({"tokens": n_tokens, "prompts": n_prompts, "runs": runs}))
     return runs
 
 
@@ -159,6 +159,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("policies", nargs="+", help="policy specs; parameters as NAME@key=value+key=value")
     ap.add_argument("--tokens", type=int, default=128)
+    ap.add_argument("--prompts", type=int, default=4, help="first N built-in prompts per workload (math and extraction have 8)")
     ap.add_argument("--seeds", type=int, default=12)
     ap.add_argument("--first-seed", type=int, default=0, help="seeds --first-seed .. + --seeds - 1")
     ap.add_argument("--costs", default=json.dumps(COSTS), help="JSON {verified tokens: ms}")
@@ -167,7 +168,7 @@ def main() -> None:
                     help="a machine that is SLOW times slower in busy stretches, each stretch (busy or "
                          "not) DWELL seconds on average (default 1,1: steady)")
     a = ap.parse_args()
-    runs = agreement_runs(a.tokens, a.cache)
+    runs = agreement_runs(a.tokens, a.cache, a.prompts)
     cost = cost_of({int(k): float(v) for k, v in json.loads(a.costs).items()})
     slow, dwell = (float(x) for x in a.drift.split(","))
     print(f"{'workload':<11}" + "".join(f"{p:>{max(10, len(p) + 2)}}" for p in a.policies))

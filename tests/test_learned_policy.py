@@ -282,3 +282,25 @@ def test_the_first_shadow_draft_of_a_request_does_not_price_the_rest():
         pol.observe(Observation(k=dec.k, drafted=dec.k, accepted=acc, draft_s=ds, verify_s=c1 * (1 + dec.k),
                                 iter_s=c1 * (1 + dec.k) + ds, shadowed=s, shadow_checked=1 if s else 0))
     assert len(saw) > 10 and max(b - a for a, b in zip(saw, saw[1:])) < 20, saw
+
+
+def test_a_new_request_looks_at_its_text_before_drafting_on_carried_acceptance():
+    """A request the drafter writes almost alone, then one it cannot guess (the demo's extraction
+    prompts 6 and 7): the acceptance carried over says "draft". One shadow draft of one token
+    first, for the drafter's time, spares verified drafts that would all be rejected (in-process
+    on the demo: 3-12 rejected drafting iterations, 0.56-0.91x of off, without it)."""
+    def second_request_drafts(look_first: bool, seed: int) -> tuple[int, int]:
+        def accept(i):
+            return 0.98 if i < 200 else 0.02
+
+        pol = make_policy("learned", {"look_first": look_first})
+        _, ks = run("learned", grown_demo, 0.35e-3, accept, iters=200, requests=2, seed=seed, shadow=True,
+                    policy=pol)
+        assert Counter(ks[100:200])[0] < 15  # the first request speculated
+        return sum(1 for k in ks[200:240] if k > 0), ks[200]
+
+    looked = [second_request_drafts(True, s) for s in range(6)]
+    blind = [second_request_drafts(False, s) for s in range(6)]
+    assert all(first == 0 for _, first in looked)  # its first iteration is the look, at K = 0
+    assert all(first > 0 for _, first in blind)
+    assert sum(n for n, _ in looked) < 0.5 * sum(n for n, _ in blind), (looked, blind)

@@ -46,7 +46,9 @@ iteration drafts a short probe, never more often than keeps the probes' extra ti
 
 With ``memory`` on, a new request keeps the cost curve, the draft cost and the acceptance (its
 counts scaled down to ``carry_weight`` observations per draft position, so the new text takes over quickly);
-the probe interval restarts at half its length (at least ``probe_after``). A probe drafts at
+the probe interval restarts at half its length (at least ``probe_after``). With ``look_first``, a
+new request that would start drafting on that carried acceptance first shadow drafts one token;
+if it disagrees, what was carried counts one observation per position. A probe drafts at
 most two tokens. :meth:`export_costs` / :meth:`import_costs` hand the cost curve to a
 cache outside the policy (the policy itself does no I/O).
 """
@@ -263,6 +265,8 @@ class LearnedPolicy(Policy):
         Param("shadow_budget", float, 0.015, 0.001, 1.0,
               "share of a plain step's time shadow drafts may cost; spaces them further apart than shadow_every "
               "where a shadow draft is expensive"),
+        Param("look_first", bool, True, None, None,
+              "a new request that would start speculating on carried acceptance shadow drafts once first"),
         Param("memory", bool, True, None, None, "carry the learned costs and acceptance over to the next request"),
         Param("carry_weight", float, 4.0, 0.0, 1000.0, "observations per draft position of acceptance evidence carried into a new request"),
     )
@@ -305,6 +309,7 @@ class LearnedPolicy(Policy):
         self._since_shadow = 1 << 30  # iterations since the last shadow draft (none yet: due)
         self._shadow_costs: deque[float] = deque(maxlen=5)  # what recent shadow drafts cost (s)
         self._shadow_first = True  # the next shadow draft is the request's first (the drafter reads the prompt)
+        self._look_first = False  # a new request with carried acceptance: shadow draft before verifying
         self._since_refresh = 0  # iterations since the last upkeep sample
         self._maintaining = False
         self._refreshes = 0
@@ -338,6 +343,7 @@ class LearnedPolicy(Policy):
         self._probing = False
         self._shadow_ok, self._shadow_pending = None, 0  # a new request (greedy or not): ask again
         self._shadow_first = True
+        self._look_first = bool(self.get("look_first")) and self._ever_drafted
         self._since_shadow = 1 << 30  # a new text: look at once
         self._decide()
 
@@ -509,6 +515,14 @@ class LearnedPolicy(Policy):
                 return
             self._decision = self._keep_reason(Decision(0, "set", f"{why_off}; speculation off"))
             return
+        if self._look_first and self._shadowing():
+            # a new request: the acceptance carried over is another text's. One shadow draft looks
+            # at this one first, for the drafter's time (extraction prompt 7 after prompt 6, which the
+            # drafter wrote almost alone: 12 rejected K=4 drafts, 0.65-0.84x of off)
+            due = not self._shadow_pending
+            self._decision = Decision(0, "test", "new request: one shadow draft looks at the text before drafting",
+                                      shadow=1 if due else 0)
+            return
         measured = (best + 1) in typical.settled and (best + 1) not in self._imported
         every = self.get("refresh_every")
         if measured and every and self._since_refresh >= every:
@@ -612,6 +626,16 @@ class LearnedPolicy(Policy):
             self._since_shadow += 1
             if self._shadow_pending:
                 self._shadow_pending += 1
+        if self._look_first and obs.shadow_checked > 0 and obs.shadow_matched == 0:
+            # the new text's first look disagrees with what was carried over: what was carried
+            # counts one observation per position, no more, and this text's evidence decides
+            for i in range(POSITIONS):
+                total = self._succ[i] + self._fail[i]
+                if total > 1.0:
+                    self._succ[i] /= total
+                    self._fail[i] /= total
+        if obs.shadow_checked > 0 or obs.drafted > 0:
+            self._look_first = False  # this text has been looked at
         if obs.shadow_checked > 0:  # its result: the same evidence as a verified draft's
             matched = min(obs.shadow_matched, obs.shadow_checked)
             for i in range(matched):
