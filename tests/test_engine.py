@@ -335,3 +335,33 @@ def test_shadow_drafts_are_greedy_only():
     _, its, _ = run(dec, [1, 2], max_tokens=20, temperature=0.8, seed=1)
     assert all(not e.shadow and not e.shadow_checked for e in its)
     assert all(o.shadowed == 0 for o in pol.seen)
+
+
+def test_the_policys_own_time_counts_in_tokens_per_second_but_not_in_what_it_observes():
+    """A policy that takes 2 ms to decide and 3 ms to observe (a scripted clock): each iteration
+    reports policy_s = 5 ms apart from iter_s; the decode time, and so tok/s, includes it; the
+    observations the policy gets do not."""
+    from cascade_tui.stats import RunStats
+
+    clock = ScriptedClock()
+    seen: list[float] = []
+
+    class Slow(StaticPolicy):
+        def decide(self):
+            clock.advance(0.002)
+            return super().decide()
+
+        def observe(self, obs):
+            seen.append(obs.iter_s)
+            clock.advance(0.003)
+            super().observe(obs)
+
+    target = FakeModel(seed=2, clock=clock, cost=moe_cost())
+    dec = SpeculativeDecoder(target, ModelDrafter(FakeModel(seed=2, noise=0.3)), Slow(k=2), clock=clock)
+    events, its, _ = run(dec, [4, 5, 6], max_tokens=30)
+    assert its and all(abs(e.policy_s - 0.005) < 1e-12 for e in its)
+    assert seen == [e.iter_s for e in its]
+    stats = RunStats()
+    for ev in events:
+        stats.add(ev)
+    assert stats.decode_s == pytest.approx(sum(e.iter_s for e in its) + 0.005 * len(its))

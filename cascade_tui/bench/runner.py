@@ -6,7 +6,8 @@ state, other processes) hits all policies alike instead of whichever policy happ
 last or right after ``off``. All runs are greedy, so every policy must produce exactly
 the tokens of ``off``; each run records whether it did (``identical_to_off``).
 
-Throughput is generated tokens / decode time (the sum of the engine's iteration times; prompt
+Throughput is generated tokens / decode time (the sum of the engine's iteration times and the
+policy's own time; prompt
 prefill is excluded, as in ``run --json``). Aggregates are ratios of sums over prompts, never
 means of per-prompt ratios, so a long prompt weighs by its tokens.
 """

@@ -206,7 +206,9 @@ class SpeculativeDecoder:
                 reason = "context"
                 break
 
+            t_policy = self.clock()
             decision = self.policy.decide()
+            policy_s = self.clock() - t_policy  # the policy's own time: counted in tok/s, not shown to it
             k = max(0, min(decision.k, room, remaining - 1))
             if self.drafter is None:
                 k = 0
@@ -280,8 +282,10 @@ class SpeculativeDecoder:
                 shadow_checked=checked,
                 shadow_matched=matched,
             )
+            t_policy = self.clock()
             self.policy.observe(obs)
             utility = self.policy.utility()
+            policy_s += self.clock() - t_policy
             yield self.stamp(
                 IterationEvent(
                     index=iteration,
@@ -298,6 +302,7 @@ class SpeculativeDecoder:
                     verify_s=obs.verify_s,
                     iter_s=obs.iter_s,
                     capture_s=capture_s,
+                    policy_s=policy_s,
                     utility=utility,
                     utility_k=None if utility is None else self.policy.decide().k,
                     phase=decision.phase,

@@ -113,6 +113,7 @@ class IterationEvent(Event):
     verify_s: float = 0.0  # target eval, routing capture excluded
     iter_s: float = 0.0  # draft + verify + bookkeeping, routing capture excluded
     capture_s: float = 0.0  # routing capture inside the verify (llama.cpp's eval callback)
+    policy_s: float = 0.0  # the policy's own decide + observe, outside iter_s (counted in tok/s)
     utility: float | None = None  # the policy's current estimate of U for the K it now uses
     utility_k: int | None = None  # the K ``utility`` estimates (after this iteration's observation)
     phase: str = ""
