@@ -559,6 +559,7 @@ def run_bench(
             # it learned from one prompt to the next, as in a chat or server session
             policies = make_policies(labels, set_params)
             for i, prompt in enumerate(prompts):
+                first_run = len(report.runs)  # this prompt's runs are appended from here
                 # ABBA: on every other prompt the policies run in reverse, so that none is always
                 # the one right after off or the last (this VM's speed wanders by 20% within a
                 # minute: a policy that never drafted read 0.94x and 0.98x of off, always running last)
@@ -598,7 +599,7 @@ def run_bench(
                     if pol.label in report.adaptive:
                         report.predictions.setdefault((w, pol.label), []).append(_predicted(pol))
                     done += 1
-                _compare_with_off([r for r in report.runs if (r.workload, r.prompt_index) == (w, i)])
+                _compare_with_off(report.runs[first_run:])
         if progress:
             progress(len(report.runs), report.runs_planned, None)
     except KeyboardInterrupt:

@@ -91,17 +91,18 @@ def expected_emitted(a: float | Sequence[float], k: int) -> float:
     """Tokens an iteration emits on average with ``k`` drafted. ``a``: the acceptance of every
     position, or per position ``a[i]`` = P(draft ``i`` accepted | drafts before it accepted), the
     last rate standing for every later position."""
-    if k <= 0:
-        return 1.0
-    if not isinstance(a, (int, float)):
-        total, p = 1.0, 1.0
-        for i in range(k):
-            p *= a[min(i, len(a) - 1)]
-            total += p
-        return total
-    if a >= 1.0 - 1e-12:
-        return float(k + 1)
-    return (1.0 - a ** (k + 1)) / (1.0 - a)
+    return expected_emitted_upto(a, max(k, 0))[-1]
+
+
+def expected_emitted_upto(a: float | Sequence[float], kmax: int) -> list[float]:
+    """:func:`expected_emitted` for every K = 0..kmax, in one pass."""
+    rates = [a] if isinstance(a, (int, float)) else a
+    out, total, p = [1.0], 1.0, 1.0
+    for i in range(kmax):
+        p *= rates[min(i, len(rates) - 1)]
+        total += p
+        out.append(total)
+    return out
 
 
 def _fit_curve(points: dict[int, float]) -> tuple[float, float, float]:
@@ -440,7 +441,7 @@ class LearnedPolicy(Policy):
         unbiased typical time, where decisions take the robust lower third."""
         return self._utility_at(k, self.acceptance_by_position(), curve or self._curve(_median))
 
-    def _utilities(self, a: Sequence[float], curve: _Curve, kmax: int) -> dict[int, float | None]:
+    def _utilities(self, a: float | Sequence[float], curve: _Curve, kmax: int) -> dict[int, float | None]:
         """:meth:`_utility_at` for every K = 0..kmax at once (one pass: a decision needs all of
         them every iteration, and K at a time cost half a millisecond, 4% of a grown-demo step)."""
         t0 = curve.cost(1)
@@ -448,22 +449,14 @@ class LearnedPolicy(Policy):
             return {k: None for k in range(kmax + 1)}
         d = self._draft_per_token()
         out: dict[int, float | None] = {0: 1.0}
-        e, p = 1.0, 1.0
-        for k in range(1, kmax + 1):
-            p *= a[min(k - 1, len(a) - 1)]
-            e += p
+        for k, e in enumerate(expected_emitted_upto(a, kmax)[1:], start=1):
             tk = k * d + curve.cost(k + 1)
             out[k] = e * t0 / tk if tk > 0 else None
         return out
 
     def _utility_at(self, k: int, a: float | Sequence[float], curve: _Curve) -> float | None:
-        t0 = curve.cost(1)
-        if t0 is None or t0 <= 0:
-            return None
-        if k == 0:
-            return 1.0
-        tk = k * self._draft_per_token() + curve.cost(k + 1)
-        return expected_emitted(a, k) * t0 / tk if tk > 0 else None
+        """Predicted U of one K; ``a``: one acceptance for every position, or one per position."""
+        return self._utilities(a, curve, k).get(k)
 
     def _best_case_beats_off(self, k: int, curve: _Curve) -> bool:
         t0 = curve.cost(1)
