@@ -235,6 +235,46 @@ def test_expected_emitted_and_curve_fit():
     assert b == 0 and a + g * math.log(4) == pytest.approx(3.0)
 
 
+def test_curve_fit_is_the_best_non_negative_least_squares_model():
+    """The closed-form fit (it runs on every cost change) against numpy's least squares over the
+    same four models (both terms, ln only, linear only, flat), keeping the best with b, g >= 0."""
+    rng = np.random.default_rng(7)
+    for _ in range(300):
+        ns = np.sort(rng.choice(np.arange(1, 18), size=rng.integers(3, 8), replace=False))
+        y = 0.01 * (1 + rng.uniform(0, 0.4) * (ns - 1) * (rng.random() < 0.5) + rng.uniform(0, 1) * np.log(ns))
+        y = y * (1 + rng.normal(0, 0.08, size=len(ns)))
+        best = None
+        for use_b, use_g in ((1, 1), (0, 1), (1, 0), (0, 0)):
+            cols = [np.ones(len(ns))] + ([ns - 1.0] if use_b else []) + ([np.log(ns)] if use_g else [])
+            coef = np.linalg.lstsq(np.stack(cols, axis=1), y, rcond=None)[0]
+            b = coef[1] if use_b else 0.0
+            g = coef[1 + use_b] if use_g else 0.0
+            if b < 0 or g < 0:
+                continue
+            sse = float(np.sum((coef[0] + b * (ns - 1) + g * np.log(ns) - y) ** 2))
+            if best is None or sse < best[0] - 1e-18:
+                best = (sse, (coef[0], b, g))
+        fit = _fit_curve({int(n): float(c) for n, c in zip(ns, y)})
+        grid = np.arange(1, 18)
+        want = best[1][0] + best[1][1] * (grid - 1) + best[1][2] * np.log(grid)
+        got = fit[0] + fit[1] * (grid - 1) + fit[2] * np.log(grid)
+        assert np.allclose(got, want, rtol=1e-7), (ns, y, fit, best)
+
+
+def test_reported_utility_is_one_at_k0_and_the_chosen_ks_prediction_otherwise():
+    p = LearnedPolicy()
+    assert p.utility() is None  # c(1) not measured yet
+    run("learned", memory_bound, 0.3e-3, 0.9, iters=60, policy=p)
+    k = p.decide().k
+    lazy = p.utility()  # worked out for the chosen K alone
+    table = p.state()["predicted"]  # the whole table (what the TUI and the bench read)
+    assert k > 0 and lazy == pytest.approx(p.predict(k)) and lazy == pytest.approx(table[str(k)], abs=1e-4)
+    assert p.utility() == lazy  # now read from the table
+    p.set("k_max", 1)
+    p.set("min_utility", 100.0)  # nothing reaches it: speculation off
+    assert p.decide().k == 0 and p.utility() == 1.0
+
+
 def test_learned_parameters_and_state():
     p = LearnedPolicy()
     with pytest.raises(PolicyError):

@@ -128,62 +128,72 @@ def _fit_points(items: tuple[tuple[int, float], ...]) -> tuple[float, float, flo
         f0, f1 = math.log(n0), math.log(n1)
         g = max(0.0, (points[n1] - points[n0]) / (f1 - f0))
         return points[n0] - g * f0, 0.0, g
+    # the normal equations of the full model once; each model takes its rows and columns
+    xs, lgs, y = [n - 1.0 for n in ns], [math.log(n) for n in ns], [points[n] for n in ns]
+    sx = slg = sxx = sxl = sll = r0 = rx = rl = 0.0
+    for x, lg, yi in zip(xs, lgs, y):
+        sx += x
+        slg += lg
+        sxx += x * x
+        sxl += x * lg
+        sll += lg * lg
+        r0 += yi
+        rx += x * yi
+        rl += lg * yi
+    m = float(len(ns))
+    fits = [_solve3(m, sx, slg, sxx, sxl, sll, r0, rx, rl),  # both terms
+            _solve2(m, slg, sll, r0, rl, "g"),  # ln only
+            _solve2(m, sx, sxx, r0, rx, "b"),  # linear only
+            (r0 / m, 0.0, 0.0)]  # flat
     best: tuple[float, tuple[float, float, float]] | None = None
-    for use_b, use_g in ((True, True), (False, True), (True, False), (False, False)):
-        cols = [[1.0] * len(ns)]
-        if use_b:
-            cols.append([n - 1.0 for n in ns])
-        if use_g:
-            cols.append([math.log(n) for n in ns])
-        coef = _lstsq(cols, [points[n] for n in ns])
-        if coef is None:
+    for fit in fits:
+        if fit is None:
             continue
-        it = iter(coef[1:])
-        b = next(it) if use_b else 0.0
-        g = next(it) if use_g else 0.0
+        a, b, g = fit
         if b < 0 or g < 0:
             continue
-        a = coef[0]
-        sse = sum((a + b * (n - 1) + g * math.log(n) - points[n]) ** 2 for n in ns)
+        sse = sum((a + b * x + g * lg - yi) ** 2 for x, lg, yi in zip(xs, lgs, y))
         if best is None or sse < best[0] - 1e-18:
-            best = (sse, (a, b, g))
+            best = (sse, fit)
     return best[1] if best else (points[ns[0]], 0.0, 0.0)
 
 
-def _lstsq(cols: list[list[float]], y: list[float]) -> list[float] | None:
-    """Least squares by the normal equations (at most 3 unknowns), None when singular."""
-    p = len(cols)
-    A = [[sum(ci * cj for ci, cj in zip(cols[i], cols[j])) for j in range(p)] for i in range(p)]
-    v = [sum(ci * yi for ci, yi in zip(cols[i], y)) for i in range(p)]
-    # Gaussian elimination with partial pivoting
-    for c in range(p):
-        piv = max(range(c, p), key=lambda r: abs(A[r][c]))
-        if abs(A[piv][c]) < 1e-18:
-            return None
-        A[c], A[piv] = A[piv], A[c]
-        v[c], v[piv] = v[piv], v[c]
-        for r in range(c + 1, p):
-            f = A[r][c] / A[c][c]
-            for j in range(c, p):
-                A[r][j] -= f * A[c][j]
-            v[r] -= f * v[c]
-    x = [0.0] * p
-    for r in range(p - 1, -1, -1):
-        x[r] = (v[r] - sum(A[r][j] * x[j] for j in range(r + 1, p))) / A[r][r]
-    return x
+def _solve2(m: float, s: float, ss: float, r0: float, r: float, term: str) -> tuple[float, float, float] | None:
+    """Least squares of ``y = a + c t`` from its sums (count m, sum t, sum t^2, sum y, sum t y):
+    (a, b, g) with c as ``term`` ("b" or "g"); None when the points cannot tell a from c."""
+    det = m * ss - s * s
+    if det <= 1e-12 * m * ss:
+        return None
+    a, c = (ss * r0 - s * r) / det, (m * r - s * r0) / det
+    return (a, c, 0.0) if term == "b" else (a, 0.0, c)
+
+
+def _solve3(m: float, sx: float, sl: float, sxx: float, sxl: float, sll: float,
+            r0: float, rx: float, rl: float) -> tuple[float, float, float] | None:
+    """Least squares of ``y = a + b x + g l`` from its sums (the symmetric normal equations by
+    their cofactors, no elimination loop: this runs on every cost change); None when singular."""
+    c00, c01, c02 = sxx * sll - sxl * sxl, sxl * sl - sx * sll, sx * sxl - sxx * sl
+    det = m * c00 + sx * c01 + sl * c02
+    if abs(det) <= 1e-12 * max(m * sxx * sll, 1e-300):
+        return None
+    c11, c12, c22 = m * sll - sl * sl, sx * sl - m * sxl, m * sxx - sx * sx
+    return ((c00 * r0 + c01 * rx + c02 * rl) / det,
+            (c01 * r0 + c11 * rx + c12 * rl) / det,
+            (c02 * r0 + c12 * rx + c22 * rl) / det)
 
 
 class _Curve:
     """The cost model at one moment: ``pts`` (n -> cost), the sample count and fastest sample of
     each, the window that makes a point trusted and the points that came from the cache.
-    Lookups are memoized: a decision asks for every K's cost, and each curve fit is a small
-    least-squares problem."""
+    A decision asks for every K's cost, so :meth:`costs` works them all out in one pass (and
+    each curve fit is a small least-squares problem, memoized)."""
 
     def __init__(self, pts: dict[int, float], counts: dict[int, int], fastest: dict[int, float],
                  window: int, imported: frozenset[int]):
         self.pts, self.counts, self.fastest, self.window, self.imported = pts, counts, fastest, window, imported
         self.settled = {n: c for n, c in pts.items() if counts[n] >= SETTLE or n in imported}
-        self._memo: dict[int, float | None] = {}
+        self._costs: list[float | None] = [None]  # index n: c(n), worked out up to len - 1
+        self._lowers: list[float | None] = [None]
         self._fits: dict[int | None, tuple[float, float, float]] = {}
 
     def _fit_without(self, n: int) -> tuple[float, float, float]:
@@ -193,48 +203,72 @@ class _Curve:
         return self._fits[key]
 
     def cost(self, n: int) -> float | None:
-        """Predicted verify + bookkeeping seconds for ``n`` verified tokens (None: nothing known).
+        """Predicted verify + bookkeeping seconds for ``n`` verified tokens (None: nothing known);
+        see :meth:`costs`."""
+        return self.costs(n)[n]
+
+    def costs(self, nmax: int) -> list[float | None]:
+        """``c(n)`` for every n = 1..nmax, at index n (index 0: None), and maybe more.
 
         A point with ``SETTLE`` samples or more stands for them (their lower third, or median:
         the ``stat`` of the snapshot); one with fewer, the smaller of its samples and the curve
         through the other points (a first slow sample must not rule a K out); anything else
         comes from the curve."""
-        if n not in self._memo:
-            self._memo[n] = self._cost(n)
-        return self._memo[n]
+        out = self._costs
+        if len(out) > nmax:
+            return out
+        pts, settled, counts = self.pts, self.settled, self.counts
+        n = len(out)
+        # the cost never falls as n grows: a prediction is at least the largest settled cost below n
+        floor = max((c for m, c in settled.items() if m < n), default=0.0)
+        while n <= nmax:
+            out.append(self._cost(n, floor) if pts else None)
+            if n in settled:
+                floor = max(floor, settled[n])
+            n += 1
+        return out
 
-    def _cost(self, n: int) -> float | None:
+    def _cost(self, n: int, floor: float) -> float | None:
         pts = self.pts
-        if not pts:
-            return None
-        if n in pts and (n == 1 or n in self.settled or self.counts[n] >= self.window):
+        measured = n in pts
+        if measured and (n == 1 or n in self.settled or self.counts[n] >= self.window):
             # (c(1), the baseline of every utility, is always taken as measured). SETTLE samples
             # are enough: the point stands for the lower third of them (the fastest of three), so
             # a busy moment rules nothing out unless it lasts; trying an expensive K until a whole
             # window had filled cost the demo 10 slow iterations of K = 12 at a time
             return pts[n]
-        n_others = len(pts) - (n in pts)
-        if n in pts and n_others < 2:
+        n_others = len(pts) - measured
+        if measured and n_others < 2:
             # no curve to compare the first samples with: a little optimism buys one more look
             # (one slow moment must not switch speculation off)
             return FIRST_LOOK * pts[n]
         if not n_others:
             return None
         a, b, g = self._fit_without(n)
-        pred = a + b * (n - 1) + g * math.log(n)
-        # the cost never falls as n grows: at least the largest settled cost below n
-        below = [c for m, c in self.settled.items() if m < n]
-        pred = max(pred, max(below) if below else 0.0, 1e-12)
+        pred = max(a + b * (n - 1) + g * math.log(n), floor, 1e-12)
         # optimism for a point seen fewer than SETTLE times: at most 1/UNSETTLED_FLOOR below its
         # samples, so a first slow sample does not rule the K out
-        return max(min(pred, pts[n]), UNSETTLED_FLOOR * pts[n]) if n in pts else pred
+        return max(min(pred, pts[n]), UNSETTLED_FLOOR * pts[n]) if measured else pred
 
     def lower(self, n: int) -> float | None:
         """The cheapest ``c(n)`` can be: cost never falls as n grows, so at least the fastest
         sample of any settled point at or below n (settled and the fastest, so one slow moment
-        of the machine cannot rule a K out)."""
-        below = [self.fastest[m] for m in self.settled if m <= n]
-        return max(below) if below else None
+        of the machine cannot rule a K out); see :meth:`lowers`."""
+        return self.lowers(n)[n]
+
+    def lowers(self, nmax: int) -> list[float | None]:
+        """:meth:`lower` for every n = 1..nmax, at index n."""
+        out = self._lowers
+        if len(out) > nmax:
+            return out
+        n = len(out)
+        lo = max((self.fastest[m] for m in self.settled if m < n), default=None)
+        while n <= nmax:
+            if n in self.settled:
+                lo = self.fastest[n] if lo is None else max(lo, self.fastest[n])
+            out.append(lo)
+            n += 1
+        return out
 
 
 class LearnedPolicy(Policy):
@@ -294,6 +328,7 @@ class LearnedPolicy(Policy):
         self._cost_at: dict[int, int] = {}  # n -> iteration of its latest sample
         self._uniq: dict[int, float] = {}  # n -> running mean unique experts per MoE layer
         self._draft = deque(maxlen=self.get("cost_window"))  # recent draft seconds per token
+        self._draft_memo: float | None = None  # their median (None: to work out again)
         # decayed accepted / rejected drafts per draft position (the last one pools the later
         # positions): greedy drafts are not independent trials; once the first token agrees the
         # next ones usually do too (the demo on math: 0.55 at position 1, 0.92 at 2 and 3), and
@@ -316,7 +351,7 @@ class LearnedPolicy(Policy):
         self._refreshes = 0
         self._imported: set[int] = set()  # cost points that came from the cache, not measured here
         self._decision = Decision(0, "base", f"measuring c(1): {self.get('base_iters')} iterations at K=0")
-        self._pred: dict[int, float] = {}
+        self._pred: dict[int, float] | None = {}  # reported U per K (None: not worked out yet)
 
     def reset(self) -> None:
         if not self.get("memory"):
@@ -379,6 +414,7 @@ class LearnedPolicy(Policy):
                 self._imported.add(n)
         if d is not None and d >= 0 and math.isfinite(d) and not self._draft:
             self._draft.append(d)
+            self._draft_memo = None
         self._decide()
         return True
 
@@ -433,7 +469,9 @@ class LearnedPolicy(Policy):
         return self._curve().cost(n)
 
     def _draft_per_token(self) -> float:
-        return _median(self._draft) if self._draft else 0.0
+        if self._draft_memo is None:
+            self._draft_memo = _median(self._draft) if self._draft else 0.0
+        return self._draft_memo
 
     def predict(self, k: int, curve: _Curve | None = None) -> float | None:
         """Predicted utility of ``k`` (speedup over K=0), None until c(1) is known: what is reported
@@ -448,22 +486,28 @@ class LearnedPolicy(Policy):
         if t0 is None or t0 <= 0:
             return {k: None for k in range(kmax + 1)}
         d = self._draft_per_token()
+        costs = curve.costs(kmax + 1)
         out: dict[int, float | None] = {0: 1.0}
         for k, e in enumerate(expected_emitted_upto(a, kmax)[1:], start=1):
-            tk = k * d + curve.cost(k + 1)
+            tk = k * d + costs[k + 1]
             out[k] = e * t0 / tk if tk > 0 else None
         return out
 
     def _utility_at(self, k: int, a: float | Sequence[float], curve: _Curve) -> float | None:
         """Predicted U of one K; ``a``: one acceptance for every position, or one per position."""
-        return self._utilities(a, curve, k).get(k)
-
-    def _best_case_beats_off(self, k: int, curve: _Curve) -> bool:
         t0 = curve.cost(1)
-        lo = curve.lower(k + 1)
-        if t0 is None or lo is None:
-            return True
-        return (k + 1) * t0 > k * self._draft_per_token() + lo
+        if k == 0 or t0 is None or t0 <= 0:
+            return None if t0 is None or t0 <= 0 else 1.0
+        tk = k * self._draft_per_token() + curve.cost(k + 1)
+        return expected_emitted(a, k) * t0 / tk if tk > 0 else None
+
+    def _best_cases_beat_off(self, kmax: int, curve: _Curve) -> list[bool]:
+        """For K = 0..kmax (index K; 0 is False): could K beat plain decoding if every draft
+        were accepted, at the cheapest cost the curve allows?"""
+        t0, d = curve.cost(1), self._draft_per_token()
+        lowers = curve.lowers(kmax + 1)
+        return [False] + [t0 is None or lowers[k + 1] is None or (k + 1) * t0 > k * d + lowers[k + 1]
+                          for k in range(1, kmax + 1)]
 
     # -- decisions ---------------------------------------------------------------------------
     def _decide(self) -> None:
@@ -485,12 +529,11 @@ class LearnedPolicy(Policy):
         reach = REACH * max(fresh)
         if not self._draft:
             reach = min(reach, REACH)  # the drafter's own cost is unknown yet: nothing long
-        allowed = [k for k in range(1, kmax + 1)
-                   if self._best_case_beats_off(k, typical) and (k + 1 in fresh or k + 1 <= reach)]
-        # what is reported (utility, state) is the plain prediction, not the optimistic one
-        median = self._curve(_median)
-        self._pred = {k: u for k, u in self._utilities(self.acceptance_by_position(), median, kmax).items()
-                      if u is not None}
+        allowed = [k for k, ok in enumerate(self._best_cases_beat_off(kmax, typical))
+                   if ok and (k + 1 in fresh or k + 1 <= reach)]
+        # what is reported (utility, state) is the plain prediction, not the optimistic one; it is
+        # worked out when asked for (the engine asks for the chosen K's only: one cost, not 17)
+        self._pred = None
         cur = self._decision.k if self._decision.phase in ("set", "test") else 0
         best = max(allowed, key=lambda k: (pred[k], -k)) if allowed else 0
         best_u = pred[best] if allowed else 1.0
@@ -610,6 +653,7 @@ class LearnedPolicy(Policy):
             self._uniq[n] = obs.unique_experts if u0 is None else 0.9 * u0 + 0.1 * obs.unique_experts
         if obs.drafted > 0 and not catch_up:  # a catch-up also re-reads skipped tokens: not a per-token cost
             self._draft.append(obs.draft_s / obs.drafted)
+            self._draft_memo = None
         # evidence fades per iteration, drafted or not: after a long stretch without speculation
         # the next probe's outcome decides, not what the text was like long ago
         decay = 0.5 ** (1.0 / self.get("accept_halflife"))
@@ -679,12 +723,28 @@ class LearnedPolicy(Policy):
 
     # -- reporting ---------------------------------------------------------------------------
     def utility(self) -> float | None:
+        if self._pred is None:  # just the chosen K's, not the whole table
+            k = self._decision.k
+            if k == 0:  # 1 by definition, once c(1) is known (no curve needed)
+                d = self._costs.get(1)
+                fresh = d and (1 in self._imported or self._cost_at.get(1, -1) >= self._n - self.get("stale_after"))
+                return 1.0 if fresh and _median(d) > 0 else None
+            return self.predict(k)
         return self._pred.get(self._decision.k) if self._pred else None
+
+    def _reported(self) -> dict[int, float]:
+        """The predicted U of every K that is reported: the median of each point's samples and the
+        plain acceptance estimate (:meth:`predict`), where decisions take the lower third and,
+        while probing, an optimistic acceptance."""
+        if self._pred is None:
+            self._pred = {k: u for k, u in self._utilities(self.acceptance_by_position(), self._curve(_median),
+                                                             self.get("k_max")).items() if u is not None}
+        return self._pred
 
     def measured_utilities(self) -> dict[int, float]:
         """Predicted U of every K whose verify cost was measured in this run."""
         fresh = self._fresh_costs()
-        return {k: u for k, u in self._pred.items() if k > 0 and (k + 1) in fresh and (k + 1) not in self._imported}
+        return {k: u for k, u in self._reported().items() if k > 0 and (k + 1) in fresh and (k + 1) not in self._imported}
 
     def t_base(self) -> float | None:
         return self.cost(1)
@@ -703,6 +763,6 @@ class LearnedPolicy(Policy):
             "draft_per_token": self._draft_per_token(),
             "costs": {str(n): c for n, c in sorted(self._fresh_costs().items())},
             "unique_experts": {str(n): round(u, 3) for n, u in sorted(self._uniq.items())},
-            "predicted": {str(k): round(u, 4) for k, u in sorted(self._pred.items())},
+            "predicted": {str(k): round(u, 4) for k, u in sorted(self._reported().items())},
             "cached_points": sorted(self._imported),
         }
