@@ -21,7 +21,9 @@ rest:
   the first ``POSITIONS`` positions (the last stands for every later one). Greedy drafts are not
   independent trials: once the first token agrees the next ones usually do too. Successes and
   failures are counted with exponential forgetting (``accept_halflife`` iterations, drafting or
-  not), so a change of text shows within a few dozen iterations.
+  not), so a change of text shows within a few dozen iterations; two looks in a row that agree
+  far better than the estimate expected (``surprise``) make the old evidence count one
+  observation a position, so a text that turned easy shows within a couple of looks.
 
 The expected tokens an iteration emits with K drafted is ``E(K) = 1 + sum_j prod_{i<j} a[i]``
 (``j = 1..K``); its predicted time is ``T(K) = K d + c(K + 1)``; the predicted utility (speedup
@@ -35,7 +37,9 @@ iterations (further apart where ``shadow_budget`` of a plain step's time would n
 the drafter proposes ``shadow_len`` tokens that are not verified, and the engine reports how many
 of them the target then wrote. That is acceptance evidence at the drafter's cost alone (a verify of
 K + 1 tokens on the grown demo costs 2-3 plain steps), so a text that turns easy is seen within
-a few dozen tokens. The engine shadows greedy requests only.
+a few dozen tokens. The engine shadows greedy requests only. While off, a plain step that
+brings nothing but one more c(1) sample skips re-deciding (up to ``QUIET`` in a row, never past
+a shadow draft or probe that is due): the policy's own time counts in tok/s.
 
 Where the engine does not shadow (sampling, a simulator that does not): every ``probe_after`` iterations (doubling
 after each probe that does not turn speculation on, up to ``probe_max``; reset when it does) one
@@ -67,9 +71,10 @@ COSTS_FORMAT = 1  # version of export_costs()'s dict
 PROBE_ACCEPT = 0.9  # acceptance a probe is sized for
 PROBE_K_MAX = 2  # longest probe draft
 REACH = 4  # an unmeasured K is tried only up to this many times the largest n measured
-FIRST_LOOK = 0.75  # an unsettled point with no curve to compare it with counts at this share
 SETTLE = 3  # samples after which a cost point is trusted over the curve
 UNSETTLED_FLOOR = 0.5  # an unsettled cost point counts at least this share of its samples
+FIRST_LOOK = UNSETTLED_FLOOR  # the same, for one with no curve through other points to compare it with
+QUIET = 7  # plain steps with speculation off that may skip re-deciding, at most, in a row
 POSITIONS = 4  # draft positions with an acceptance rate of their own; later ones share the last
 
 
@@ -239,8 +244,10 @@ class _Curve:
             return pts[n]
         n_others = len(pts) - measured
         if measured and n_others < 2:
-            # no curve to compare the first samples with: a little optimism buys one more look
-            # (one slow moment must not switch speculation off)
+            # no curve to compare the first samples with: optimism buys one more look (one slow
+            # moment must not switch speculation off; at 0.75 rather than the UNSETTLED_FLOOR allowed
+            # elsewhere, one 2x-slow first sample of c(4) kept a text at acceptance 0.97 off for
+            # 250 iterations in 4 of 40 seeds)
             return FIRST_LOOK * pts[n]
         if not n_others:
             return None
@@ -302,6 +309,9 @@ class LearnedPolicy(Policy):
               "where a shadow draft is expensive"),
         Param("look_first", bool, True, None, None,
               "a new request that would start speculating on carried acceptance shadow drafts once first"),
+        Param("surprise", float, 0.01, 0.0, 1.0,
+              "two looks at the drafter in a row that agreed this much better than the acceptance estimate made "
+              "likely mean the text turned easy: earlier evidence then counts one observation per position (0: never)"),
         Param("memory", bool, True, None, None, "carry the learned costs and acceptance over to the next request"),
         Param("carry_weight", float, 4.0, 0.0, 1000.0, "observations per draft position of acceptance evidence carried into a new request"),
     )
@@ -336,6 +346,7 @@ class LearnedPolicy(Policy):
         self._succ = [0.0] * POSITIONS
         self._fail = [0.0] * POSITIONS
         self._ever_drafted = False
+        self._looks: deque[float] = deque(maxlen=2)  # P(at least as good) of the last looks
         self._off_for = 0  # consecutive iterations with speculation off
         self._probe_every = self.get("probe_after")
         self._probe_extra: float | None = None  # what the last probe cost over a plain step (s)
@@ -352,6 +363,7 @@ class LearnedPolicy(Policy):
         self._imported: set[int] = set()  # cost points that came from the cache, not measured here
         self._decision = Decision(0, "base", f"measuring c(1): {self.get('base_iters')} iterations at K=0")
         self._pred: dict[int, float] | None = {}  # reported U per K (None: not worked out yet)
+        self._quiet = 0  # plain steps that may skip re-deciding (speculation off, nothing due)
 
     def reset(self) -> None:
         if not self.get("memory"):
@@ -380,6 +392,7 @@ class LearnedPolicy(Policy):
         self._shadow_ok, self._shadow_pending = None, 0  # a new request (greedy or not): ask again
         self._shadow_first = True
         self._look_first = bool(self.get("look_first")) and self._ever_drafted
+        self._looks.clear()  # a new text: its looks are judged among themselves
         self._since_shadow = 1 << 30  # a new text: look at once
         self._decide()
 
@@ -511,7 +524,9 @@ class LearnedPolicy(Policy):
 
     # -- decisions ---------------------------------------------------------------------------
     def _decide(self) -> None:
-        """Recompute the decision from what is known (called after each observation)."""
+        """Recompute the decision from what is known (called after each observation, except
+        the plain steps :attr:`_quiet` allows to skip it)."""
+        self._quiet = 0
         typical = self._curve()  # one snapshot of the costs for every K below
         fresh = typical.pts
         have = len(self._costs.get(1, ()))
@@ -557,6 +572,8 @@ class LearnedPolicy(Policy):
                 d = self._keep_reason(Decision(0, "set", f"{why_off}; speculation off, shadow drafting"))
                 due = not self._shadow_pending and self._since_shadow >= shadow_gap
                 self._decision = Decision(d.k, d.phase, d.reason, shadow=self.get("shadow_len") if due else 0)
+                if not due and not self._shadow_pending:  # plain steps until the next shadow draft
+                    self._quiet = min(QUIET, shadow_gap - self._since_shadow - 1)
                 return
             unseen = not self._ever_drafted  # no draft verified yet: only the prior decided
             # else a short probe (at most PROBE_K_MAX drafts, where it would pay most if the
@@ -567,6 +584,10 @@ class LearnedPolicy(Policy):
                 self._decision = Decision(k, "test", f"probing K={k}: {why}")
                 return
             self._decision = self._keep_reason(Decision(0, "set", f"{why_off}; speculation off"))
+            if allowed:  # plain steps until the next probe
+                self._quiet = min(QUIET, self._probe_interval(typical, k) - self._off_for - 1)
+            else:
+                self._quiet = QUIET
             return
         if self._look_first and self._shadowing():
             # a new request: the acceptance carried over is another text's. One shadow draft looks
@@ -594,6 +615,41 @@ class LearnedPolicy(Policy):
         reason = (f"K={best}: highest predicted tok/s (U={best_u:.2f} at acceptance {a:.2f})" if measured
                   else f"trying K={best}: predicted U={best_u:.2f} from the cost curve, cost not yet measured")
         self._decision = self._keep_reason(Decision(best, phase, reason))
+
+    def _look(self, checked: int, matched: int) -> None:
+        """Count one look at the drafter (a verified draft or a shadow draft's result): ``matched``
+        of ``checked`` positions agreed before the first miss.
+
+        With ``surprise`` on, two looks in a row that agreed better than the estimate made likely
+        (every position up to the miss agreeing, that often, multiplied over both looks, below
+        ``surprise``) mean the text turned easy: what came before counts one observation per
+        position, so these looks decide. After 150 iterations at acceptance 0.1, acceptance 0.97
+        took 17-250 iterations (mean 71, 40 seeds) to turn speculation on: each shadow draft adds
+        one observation a position while the old failures fade with ``accept_halflife``. The
+        same rule for looks worse than expected (speculation on and the text turning hard) cost
+        the demo's code 0.5-1.5% in replays: a run of misses at high acceptance is common in real
+        code, and a verified draft adds evidence every iteration anyway."""
+        rates = self.acceptance_by_position()
+        last = POSITIONS - 1
+        up = math.prod(rates[min(i, last)] for i in range(matched))  # P(at least this good)
+        looks = self._looks
+        looks.append(up)
+        limit = self.get("surprise")
+        if limit and len(looks) == 2 and looks[0] * up < limit:
+            self._forget_text()
+            looks.clear()  # the next looks are judged against the new text
+        for i in range(matched):
+            self._succ[min(i, last)] += 1.0
+        if matched < checked:
+            self._fail[min(matched, last)] += 1.0
+
+    def _forget_text(self) -> None:
+        """What the acceptance says counts one observation per position, no more (its rates stay)."""
+        for i in range(POSITIONS):
+            total = self._succ[i] + self._fail[i]
+            if total > 1.0:
+                self._succ[i] /= total
+                self._fail[i] /= total
 
     def _shadowing(self) -> bool:
         """Shadow drafts stand in for probes: on, and the engine has not declined one."""
@@ -659,13 +715,9 @@ class LearnedPolicy(Policy):
         decay = 0.5 ** (1.0 / self.get("accept_halflife"))
         self._succ = [x * decay for x in self._succ]
         self._fail = [x * decay for x in self._fail]
-        last = POSITIONS - 1
         if obs.drafted > 0:
             self._ever_drafted = True
-            for i in range(min(obs.accepted, obs.drafted)):
-                self._succ[min(i, last)] += 1.0
-            if obs.accepted < obs.drafted:
-                self._fail[min(obs.accepted, last)] += 1.0
+            self._look(obs.drafted, obs.accepted)
         # a shadow draft: asked for and not made means the engine does not shadow (probe instead)
         if obs.shadowed > 0:
             self._shadow_ok, self._shadow_pending, self._since_shadow = True, 1, 0
@@ -683,19 +735,11 @@ class LearnedPolicy(Policy):
         if self._look_first and obs.shadow_checked > 0 and obs.shadow_matched == 0:
             # the new text's first look disagrees with what was carried over: what was carried
             # counts one observation per position, no more, and this text's evidence decides
-            for i in range(POSITIONS):
-                total = self._succ[i] + self._fail[i]
-                if total > 1.0:
-                    self._succ[i] /= total
-                    self._fail[i] /= total
+            self._forget_text()
         if obs.shadow_checked > 0 or obs.drafted > 0:
             self._look_first = False  # this text has been looked at
         if obs.shadow_checked > 0:  # its result: the same evidence as a verified draft's
-            matched = min(obs.shadow_matched, obs.shadow_checked)
-            for i in range(matched):
-                self._succ[min(i, last)] += 1.0
-            if matched < obs.shadow_checked:
-                self._fail[min(matched, last)] += 1.0
+            self._look(obs.shadow_checked, min(obs.shadow_matched, obs.shadow_checked))
             self._shadow_pending = 0
         elif self._shadow_pending > self.get("shadow_len") + 1:
             self._shadow_pending = 0  # never resolved (cannot happen in the engine): do not wait for ever
@@ -711,7 +755,14 @@ class LearnedPolicy(Policy):
             self._off_for += 1
         elif obs.drafted > 0:
             self._off_for = 0
-        self._decide()
+        if self._quiet > 0 and obs.k == 0 and obs.drafted == 0 and obs.shadowed == 0 and obs.shadow_checked == 0 \
+                and not asked_shadow and not was_probe:
+            # speculation off, a plain step, nothing new but one more c(1) sample and fading
+            # evidence: the decision stands (re-deciding every plain step cost 0.2 ms, 1.4% of
+            # the demo's plain decoding on extraction)
+            self._quiet -= 1
+        else:
+            self._decide()
         if was_probe:
             c1 = self._curve().cost(1)
             if c1 is not None:  # the drafter's catch-up included: what probing really costs
