@@ -96,6 +96,23 @@ def test_the_bar_of_the_k_in_use_follows_each_iteration_between_phase_events():
     assert st.utilities == {2: 1.2, 3: 1.45}
 
 
+def test_the_status_line_shows_the_k_the_policy_chose_and_what_ran_when_the_engine_clamped_it():
+    from cascade_tui.tui.widgets.status import status_text
+
+    st = ViewState({"model": {"moe_layers": [0], "n_expert": 4, "n_expert_used": 1}, "policy": {"name": "learned"}})
+    st.apply(StartEvent(turn=0, message="hi", prompt_tokens=3, policy="learned", params={}))
+    st.apply(PhaseEvent(phase="set", previous="base", k=16, state={}))
+    st.apply(IterationEvent(k=16, drafted=list(range(16)), accepted=16, emitted=list(range(17)), utility=1.68,
+                            utility_k=16, phase="set", iter_s=0.01))
+    assert "set  K=16  U=1.68" in status_text(st).plain
+    # the answer's last token: the engine runs K = 0, the policy still chose 16 (and U is 16's)
+    st.apply(IterationEvent(k=0, emitted=[5], utility=1.68, utility_k=16, phase="set", iter_s=0.01))
+    line = status_text(st).plain
+    assert "set  K=16 (ran 0)  U=1.68" in line and " off " not in line
+    st.apply(IterationEvent(k=0, emitted=[5], utility=1.0, utility_k=0, phase="set", iter_s=0.01))
+    assert " off  K=0  U=1.00" in status_text(st).plain  # speculation really off
+
+
 def test_the_latest_shadow_draft_is_kept_while_speculation_is_off():
     from cascade_tui.tui.widgets.kchart import KChart
 
