@@ -527,3 +527,35 @@ def test_utility_check_compares_prediction_with_static_k():
     lines = summary_lines(rep)
     assert any("learned predicted utility / static:K's realized speedup, R^2 0.9" in x for x in lines)
     assert any("learned after the workload (last prediction), R^2 1.00" in x for x in lines)
+
+
+def test_rounds_repeat_the_schedule_with_fresh_policies_and_flipped_order():
+    """--rounds N: the whole schedule N times, ABBA flipped from one round to the next (each
+    prompt sees both orders), each round's policies fresh (an adaptive one starts cold, so a
+    round repeats the first exactly on this scripted clock), pooled aggregates and per-round
+    speedups."""
+    one = bench(["off", "learned"], rounds=1)
+    report = bench(["off", "learned"], rounds=2)
+    assert report.runs_planned == 2 * one.runs_planned == len(report.runs) and report.rounds == 2
+    order = [(r.round_no, r.workload, r.prompt_index, r.policy) for r in report.runs]
+    fwd = ("off", "learned")
+    assert order == [(rnd, w, i, p) for rnd in range(2) for w, ps in WORKLOADS.items() for i in range(len(ps))
+                     for p in (fwd if (i + rnd) % 2 == 0 else fwd[::-1])]
+    first = {(r.workload, r.prompt_index, r.policy): r for r in report.runs if r.round_no == 0}
+    for r in report.runs:
+        if r.round_no == 1:  # fresh policies: the same decisions and tokens as round 1
+            assert r.tokens == first[(r.workload, r.prompt_index, r.policy)].tokens
+            assert r.k_hist == first[(r.workload, r.prompt_index, r.policy)].k_hist
+        assert r.identical_to_off is True
+    for w in WORKLOADS:
+        per = report.round_ratios(w, "learned")
+        assert len(per) == 2 and per[0] == pytest.approx(per[1], rel=0.05)
+        assert report.ratio(w, "learned", "off") == pytest.approx(one.ratio(w, "learned", "off"), rel=0.05)
+        assert report.aggregate(w, "learned").prompts == 2 * len(WORKLOADS[w])
+    s = report.summary()["policies"]["learned"]
+    assert set(s["speedup_vs_off_per_round"]) == set(WORKLOADS)
+    assert any("in each of 2 rounds" in line for line in summary_lines(report))
+    assert json.loads(json.dumps(report.to_dict()))["rounds"] == 2
+    assert one.summary()["policies"]["learned"]["speedup_vs_off_per_round"] == {}
+    with pytest.raises(BenchError):
+        bench(["off"], rounds=0)

@@ -39,6 +39,8 @@ def render_table(report: BenchReport):
 
     title = f"bench: {Path(report.model).name} + draft {Path(report.draft).name if report.draft not in ('ngram', 'none') else report.draft}"
     title += f", {report.max_tokens} tokens/prompt, greedy"
+    if report.rounds > 1:
+        title += f", {report.rounds} rounds (n: requests)"
     if report.interrupted:
         title += f"  [bold red]PARTIAL: {len(report.runs)} of {report.runs_planned} runs[/]"
     from rich import box
@@ -86,6 +88,10 @@ def summary_lines(report: BenchReport) -> list[str]:
         if ps["worst_speedup_vs_off"] is not None:
             per = ", ".join(f"{w} {v:.2f}x" for w, v in ps["speedup_vs_off"].items())
             lines.append(f"{pol} vs off: worst {ps['worst_speedup_vs_off']:.2f}x ({per})")
+            if ps.get("speedup_vs_off_per_round"):
+                per = ", ".join(f"{w} " + "/".join(f"{x:.2f}" for x in v)
+                                for w, v in ps["speedup_vs_off_per_round"].items())
+                lines.append(f"{pol} vs off in each of {report.rounds} rounds: {per}")
         vs = ps["vs_best_static"]
         if vs["min"] is not None:
             per = ", ".join(f"{w} {v['ratio']:.2f}x of {v['best_static']}" for w, v in vs["per_workload"].items())

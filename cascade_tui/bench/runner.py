@@ -94,6 +94,7 @@ class RunResult:
     draft_prefill_s: float = 0.0  # drafter reading the prompt before the request (not in decode_s)
     capture_s: float = 0.0  # routing capture inside the verifies (not in decode_s)
     prompt: str = field(repr=False, default="")
+    round_no: int = 0  # which pass over the schedule (--rounds), from 0
 
     @property
     def tokens_per_s(self) -> float:
@@ -115,6 +116,7 @@ class RunResult:
             "stop_reason": self.stop_reason,
             "identical_to_off": self.identical_to_off,
             "routing_capture_s": round(self.capture_s, 6),
+            "round": self.round_no,
         }
 
 
@@ -222,6 +224,25 @@ class BenchReport:
             return None
         ta, tb = (_tps(self._runs(workload, p, common)) for p in (a, b))
         return ta / tb if tb > 0 else None
+
+    @property
+    def rounds(self) -> int:
+        """Passes over the schedule that have runs (--rounds)."""
+        return len({r.round_no for r in self.runs}) or 1
+
+    def round_ratios(self, workload: str, a: str, b: str = "off") -> list[float]:
+        """:meth:`ratio` within each round on its own (the spread says how far one round can be trusted)."""
+        out = []
+        for rnd in sorted({r.round_no for r in self.runs}):
+            ra = [r for r in self.runs if r.round_no == rnd and r.workload == workload]
+            pa = {r.prompt_index for r in ra if r.policy == a} & {r.prompt_index for r in ra if r.policy == b}
+            if not pa:
+                continue
+            ta = _tps([r for r in ra if r.policy == a and r.prompt_index in pa])
+            tb = _tps([r for r in ra if r.policy == b and r.prompt_index in pa])
+            if tb > 0:
+                out.append(ta / tb)
+        return out
 
     def per_prompt_speedups(self, workload: str, policy: str) -> list[float]:
         """tokens/s of ``policy`` / tokens/s of ``off`` for each prompt both completed."""
@@ -340,6 +361,8 @@ class BenchReport:
                                      "best_static_speedup_vs_off": round(best[1], 4)}
         return {
             "speedup_vs_off": per_off,
+            "speedup_vs_off_per_round": {w: [round(x, 4) for x in self.round_ratios(w, policy)]
+                                         for w in per_off} if self.rounds > 1 else {},
             "worst_speedup_vs_off": min(per_off.values()) if per_off else None,
             "vs_best_static": {
                 "per_workload": per_static,
@@ -412,6 +435,7 @@ class BenchReport:
             "partial": self.interrupted,
             "runs_done": len(self.runs),
             "runs_planned": self.runs_planned,
+            "rounds": self.rounds,
             "max_tokens": self.max_tokens,
             "temperature": 0.0,
             "policies": list(self.policies),
@@ -508,6 +532,7 @@ def run_bench(
     seed: int = 0,
     warmup: bool = True,
     time_draft_prefill: bool = False,
+    rounds: int = 1,
     clock: Callable[[], float] = time.perf_counter,
 ) -> BenchReport:
     """Run every policy on the first ``n_prompts`` prompts of each workload (all for ``None``).
@@ -521,7 +546,14 @@ def run_bench(
     ``draft_prefill_s``, outside decode time, like the target's prefill) unless
     ``time_draft_prefill`` is True, in which case it reads the prompt inside the first drafting
     iteration, as the engine does on its own.
+
+    ``rounds``: the whole schedule that many times, each round with fresh policy objects (an
+    adaptive policy starts cold, as in a new process) and the ABBA order flipped from one round
+    to the next, so each prompt sees both orders; aggregates pool every round, and
+    :meth:`BenchReport.round_ratios` gives each round's own speedup.
     """
+    if rounds < 1:
+        raise BenchError(f"rounds must be at least 1 (got {rounds})")
     from cascade_tui.engine import EngineError, GenerationConfig, SpeculativeDecoder
     from cascade_tui.stats import RunStats
 
@@ -533,7 +565,7 @@ def run_bench(
         prompts = tuple(getattr(w, "prompts", w))
         sched[name] = prompts if n_prompts is None else prompts[:n_prompts]
         sources[name] = getattr(w, "source", "given")
-    total = sum(len(p) for p in sched.values()) * len(labels)
+    total = sum(len(p) for p in sched.values()) * len(labels) * rounds
     report = BenchReport(
         model=models.model_path, draft=models.draft_label, backend=models.backend, policies=labels,
         workloads=sched, sources=sources, max_tokens=max_tokens, runs_planned=total,
@@ -554,57 +586,63 @@ def run_bench(
                     pass
             except EngineError:
                 pass
-        for w, prompts in sched.items():
-            # one policy object per label for the whole workload: an adaptive policy carries what
-            # it learned from one prompt to the next, as in a chat or server session
-            policies = make_policies(labels, set_params)
-            for i, prompt in enumerate(prompts):
-                first_run = len(report.runs)  # this prompt's runs are appended from here
-                # ABBA: on every other prompt the policies run in reverse, so that none is always
-                # the one right after off or the last (this VM's speed wanders by 20% within a
-                # minute: a policy that never drafted read 0.94x and 0.98x of off, always running last)
-                for pol in (policies if i % 2 == 0 else policies[::-1]):
-                    if progress:
-                        progress(done, total, f"{w} #{i + 1} {pol.label}")
-                    decoder.policy = pol
-                    stats = RunStats()
-                    draft_prefill_s = 0.0
-                    try:
-                        if prefill_drafter and pol.label != "off":
-                            t0 = clock()
-                            drafter.prefill(models.target.tokenize(prompt))
-                            draft_prefill_s = clock() - t0
-                        for ev in decoder.generate(prompt, cfg):
-                            stats.add(ev)
-                    except EngineError as e:  # e.g. the prompt does not fit the context: skip it
-                        kept = [r for r in report.runs if (r.workload, r.prompt_index) != (w, i)]
-                        done -= len(report.runs) - len(kept)
-                        report.runs = kept
-                        report.skipped.append({"workload": w, "prompt_index": i, "reason": str(e)})
-                        report.runs_planned -= len(labels)
-                        total = report.runs_planned
-                        break
-                    tokens = list(stats.emitted)
-                    report.runs.append(RunResult(
-                        workload=w, prompt_index=i, policy=pol.label,
-                        generated_tokens=stats.generated_tokens, decode_s=stats.decode_s,
-                        prefill_s=stats.prefill_s, draft_prefill_s=draft_prefill_s,
-                        iterations=stats.iterations, drafted=stats.drafted,
-                        accepted=stats.accepted, k_hist=Counter(stats.k_hist),
-                        unique_sum=stats.unique_sum, unique_n=stats.unique_n,
-                        stop_reason=stats.reason, tokens=tokens,
-                        identical_to_off=None,  # below, once off has run on this prompt
-                        capture_s=stats.capture_s, prompt=prompt,
-                    ))
-                    if pol.label in report.adaptive:
-                        report.predictions.setdefault((w, pol.label), []).append(_predicted(pol))
-                    done += 1
-                _compare_with_off(report.runs[first_run:])
+        for rnd in range(rounds):
+            for w, prompts in sched.items():
+                # one policy object per label for the whole workload: an adaptive policy carries what
+                # it learned from one prompt to the next, as in a chat or server session
+                policies = make_policies(labels, set_params)
+                for i, prompt in enumerate(prompts):
+                    first_run = len(report.runs)  # this prompt's runs are appended from here
+                    # ABBA: on every other prompt the policies run in reverse, so that none is always
+                    # the one right after off or the last (this VM's speed wanders by 20% within a
+                    # minute: a policy that never drafted read 0.94x and 0.98x of off, always running last)
+                    # (and from one round to the next the other way round: each prompt sees both orders)
+                    for pol in (policies if (i + rnd) % 2 == 0 else policies[::-1]):
+                        if progress:
+                            where = f"round {rnd + 1}/{rounds} " if rounds > 1 else ""
+                            progress(done, total, f"{where}{w} #{i + 1} {pol.label}")
+                        decoder.policy = pol
+                        stats = RunStats()
+                        draft_prefill_s = 0.0
+                        try:
+                            if prefill_drafter and pol.label != "off":
+                                t0 = clock()
+                                drafter.prefill(models.target.tokenize(prompt))
+                                draft_prefill_s = clock() - t0
+                            for ev in decoder.generate(prompt, cfg):
+                                stats.add(ev)
+                        except EngineError as e:  # e.g. the prompt does not fit the context: skip it
+                            kept = [r for r in report.runs if (r.workload, r.prompt_index, r.round_no) != (w, i, rnd)]
+                            done -= len(report.runs) - len(kept)
+                            report.runs = kept
+                            skip = {"workload": w, "prompt_index": i, "reason": str(e)}
+                            if skip not in report.skipped:  # (every round meets it again)
+                                report.skipped.append(skip)
+                            report.runs_planned -= len(labels)
+                            total = report.runs_planned
+                            break
+                        tokens = list(stats.emitted)
+                        report.runs.append(RunResult(
+                            workload=w, prompt_index=i, policy=pol.label,
+                            generated_tokens=stats.generated_tokens, decode_s=stats.decode_s,
+                            prefill_s=stats.prefill_s, draft_prefill_s=draft_prefill_s,
+                            iterations=stats.iterations, drafted=stats.drafted,
+                            accepted=stats.accepted, k_hist=Counter(stats.k_hist),
+                            unique_sum=stats.unique_sum, unique_n=stats.unique_n,
+                            stop_reason=stats.reason, tokens=tokens,
+                            identical_to_off=None,  # below, once off has run on this prompt
+                            capture_s=stats.capture_s, prompt=prompt, round_no=rnd,
+                        ))
+                        if pol.label in report.adaptive:
+                            report.predictions.setdefault((w, pol.label), []).append(_predicted(pol))
+                        done += 1
+                    _compare_with_off(report.runs[first_run:])
         if progress:
             progress(len(report.runs), report.runs_planned, None)
     except KeyboardInterrupt:
         report.interrupted = True
         if report.runs:  # the prompt that was running: compare what it has
             last = report.runs[-1]
-            _compare_with_off([r for r in report.runs if (r.workload, r.prompt_index) == (last.workload, last.prompt_index)])
+            _compare_with_off([r for r in report.runs
+                               if (r.workload, r.prompt_index, r.round_no) == (last.workload, last.prompt_index, last.round_no)])
     return report

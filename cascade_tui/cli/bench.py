@@ -39,6 +39,11 @@ def bench(
         "--time-draft-prefill",
         help="Count the drafter reading the prompt as decode time (default: it reads the prompt "
              "before each timed request, untimed like the target's prefill, as llama-server reports).")] = False,
+    rounds: Annotated[int, typer.Option(
+        "--rounds", min=1,
+        help="Run the whole schedule N times, each round with fresh policies (an adaptive one starts cold), "
+             "and print each round's speedup next to the pooled one (a shared machine's speed wanders: "
+             "one round of 8 prompts x 128 tokens on the demo moved +-5%).")] = 1,
     set_: SetOpt = None,
     max_tokens: MaxTokensOpt = DEFAULT_MAX_TOKENS,
     *,
@@ -105,7 +110,7 @@ def bench(
         with bar:
             report = run_bench(models, dict(workloads), labels, max_tokens=max_tokens,
                                set_params=sets, progress=on_progress, seed=model.seed,
-                               time_draft_prefill=time_draft_prefill)
+                               time_draft_prefill=time_draft_prefill, rounds=rounds)
     finally:
         models.close()
     report.meta["machine"] = machine_info(model.threads or default_threads(), models.target.info.extra)
