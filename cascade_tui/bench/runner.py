@@ -210,19 +210,22 @@ class BenchReport:
         return not self.interrupted
 
     # -- aggregation ---------------------------------------------------------------------------
-    def _runs(self, workload: str, policy: str, prompts: set[int] | None = None) -> list[RunResult]:
+    def _runs(self, workload: str, policy: str, prompts: set[int] | None = None,
+              round_no: int | None = None) -> list[RunResult]:
         return [r for r in self.runs if r.workload == workload and r.policy == policy
-                and (prompts is None or r.prompt_index in prompts)]
+                and (prompts is None or r.prompt_index in prompts)
+                and (round_no is None or r.round_no == round_no)]
 
-    def _prompts_of(self, workload: str, policy: str) -> set[int]:
-        return {r.prompt_index for r in self._runs(workload, policy)}
+    def _prompts_of(self, workload: str, policy: str, round_no: int | None = None) -> set[int]:
+        return {r.prompt_index for r in self._runs(workload, policy, round_no=round_no)}
 
-    def ratio(self, workload: str, a: str, b: str) -> float | None:
-        """tokens/s of policy ``a`` / tokens/s of ``b`` over the prompts both completed."""
-        common = self._prompts_of(workload, a) & self._prompts_of(workload, b)
+    def ratio(self, workload: str, a: str, b: str, round_no: int | None = None) -> float | None:
+        """tokens/s of policy ``a`` / tokens/s of ``b`` over the prompts both completed (in one
+        round only, with ``round_no``)."""
+        common = self._prompts_of(workload, a, round_no) & self._prompts_of(workload, b, round_no)
         if not common:
             return None
-        ta, tb = (_tps(self._runs(workload, p, common)) for p in (a, b))
+        ta, tb = (_tps(self._runs(workload, p, common, round_no)) for p in (a, b))
         return ta / tb if tb > 0 else None
 
     @property
@@ -232,17 +235,8 @@ class BenchReport:
 
     def round_ratios(self, workload: str, a: str, b: str = "off") -> list[float]:
         """:meth:`ratio` within each round on its own (the spread says how far one round can be trusted)."""
-        out = []
-        for rnd in sorted({r.round_no for r in self.runs}):
-            ra = [r for r in self.runs if r.round_no == rnd and r.workload == workload]
-            pa = {r.prompt_index for r in ra if r.policy == a} & {r.prompt_index for r in ra if r.policy == b}
-            if not pa:
-                continue
-            ta = _tps([r for r in ra if r.policy == a and r.prompt_index in pa])
-            tb = _tps([r for r in ra if r.policy == b and r.prompt_index in pa])
-            if tb > 0:
-                out.append(ta / tb)
-        return out
+        per = (self.ratio(workload, a, b, rnd) for rnd in sorted({r.round_no for r in self.runs}))
+        return [x for x in per if x is not None]
 
     def per_prompt_speedups(self, workload: str, policy: str) -> list[float]:
         """tokens/s of ``policy`` / tokens/s of ``off`` for each prompt both completed."""

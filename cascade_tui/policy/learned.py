@@ -465,10 +465,13 @@ class LearnedPolicy(Policy):
         # one lucky shadow draft: 0.7-1.4% lost on prose, scripts/sim_policies.py, docs/BENCHMARKS.md)
         return self.acceptance_by_position(0.0 if self._shadowing() and self._shadow_ok else self.get("optimism"))
 
+    def _is_fresh(self, n: int) -> bool:
+        """Has the cost point ``n`` samples, measured within ``stale_after`` iterations or cached?"""
+        return bool(self._costs.get(n)) and (
+            n in self._imported or self._cost_at.get(n, -1) >= self._n - self.get("stale_after"))
+
     def _fresh_costs(self, stat=_typical) -> dict[int, float]:
-        horizon = self._n - self.get("stale_after")
-        return {n: stat(d) for n, d in self._costs.items()
-                if d and (self._cost_at.get(n, -1) >= horizon or n in self._imported)}
+        return {n: stat(d) for n, d in self._costs.items() if self._is_fresh(n)}
 
     def _curve(self, stat=_typical) -> _Curve:
         """The cost model as it stands, each point's samples summed up by ``stat``."""
@@ -777,9 +780,7 @@ class LearnedPolicy(Policy):
         if self._pred is None:  # just the chosen K's, not the whole table
             k = self._decision.k
             if k == 0:  # 1 by definition, once c(1) is known (no curve needed)
-                d = self._costs.get(1)
-                fresh = d and (1 in self._imported or self._cost_at.get(1, -1) >= self._n - self.get("stale_after"))
-                return 1.0 if fresh and _median(d) > 0 else None
+                return 1.0 if self._is_fresh(1) and _median(self._costs[1]) > 0 else None
             return self.predict(k)
         return self._pred.get(self._decision.k) if self._pred else None
 
