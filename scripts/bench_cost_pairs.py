@@ -36,6 +36,21 @@ def r_squared(pred, real):
     return r2(pred, real)
 
 
+def write_cycle_prompts(path: Path, target: Path, n: int, tokens: int, seed: int = 0) -> Path:
+    """``n`` prompts whose continuations are different stretches of the target's text
+    (:func:`cascade_tui.factory.cost_pair.cycle_prompts`), checked with the model's own tokenizer."""
+    from backends.llamacpp.target import load_target
+    from cascade_tui.factory.cost_pair import cycle_prompts
+
+    t = load_target(target, n_threads=1, n_ctx=256, routing=False)
+    try:
+        prompts = cycle_prompts(n, tokens, lambda s: t.tokenize(s, add_bos=False, special=False), seed=seed)
+    finally:
+        t.close()
+    path.write_text("".join(json.dumps({"prompt": p, "workload": "cycle"}) + "\n" for p in prompts))
+    return path
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", default="cpu")
@@ -44,6 +59,9 @@ def main(argv=None) -> int:
     ap.add_argument("--phase-len", type=int, default=48)
     ap.add_argument("--tokens", type=int, default=96)
     ap.add_argument("--prompts", type=int, default=3)
+    ap.add_argument("--prompt-set", choices=("cycle", "code"), default="cycle",
+                    help="cycle: prompts whose texts are different stretches of the target's cycle (default); "
+                         "code: the built-in code prompts, whose first four all continue with the same text")
     ap.add_argument("--policies", default=POLICIES)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--pairs", default="/tmp/cost-pair", help="where the GGUFs are written (reused)")
@@ -66,12 +84,15 @@ def main(argv=None) -> int:
             write_cost_drafter(p, size=a.size, agreement=g, phase_len=a.phase_len)
         drafters[f"phased {a.phase_len}x(1/{g:g})"] = p
 
+    if a.prompt_set == "cycle":
+        prompt_args = ["--prompts", str(write_cycle_prompts(out / "cycle-prompts.jsonl", pair.target, a.prompts, a.tokens))]
+    else:
+        prompt_args = ["--workload", "code", "--prompt-source", "builtin", "--prompts-per-workload", str(a.prompts)]
     reports = {}
     for name, d in drafters.items():
         js = out / f"bench-{a.size}-{name.replace(' ', '_').replace('/', '-')}.json"
         cmd = [sys.executable, "-m", "cascade_tui", "bench", "--model", str(pair.target), "--draft", str(d),
-               "--threads", str(a.threads), "--workload", "code", "--prompt-source", "builtin",
-               "--prompts-per-workload", str(a.prompts), "-n", str(a.tokens), "--policies", a.policies,
+               "--threads", str(a.threads), *prompt_args, "-n", str(a.tokens), "--policies", a.policies,
                "--json", str(js)]
         t0 = time.time()
         print(f"== agreement {name}: {' '.join(cmd[2:])}", flush=True)

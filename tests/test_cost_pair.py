@@ -240,3 +240,31 @@ def test_phased_drafter_alternates_easy_and_hard_stretches_along_the_text():
     hard = blocks[1::2] if min(blocks[0::2]) == 1.0 else blocks[0::2]
     assert 0.05 < sum(hard) / len(hard) < 0.4
     assert drafter_filename("tiny", 0.2, 0, 50) == "cost-draft-tiny-a0.2-p50-s0.gguf"
+
+
+def test_cycle_prompts_continue_with_different_stretches_of_the_text(target):
+    """The target's next token depends on the current one only, so prompts ending on one token all
+    get one text (the built-in code prompts end on two tokens among twelve). cycle_prompts' texts,
+    greedy-decoded by real llama.cpp, are distinct stretches that never overlap."""
+    from cascade_tui.engine import GenerationConfig, SpeculativeDecoder
+    from cascade_tui.factory import cycle_prompts
+    from cascade_tui.policy import make_policy
+
+    tokenize = lambda s: target.tokenize(s, add_bos=False, special=False)  # noqa: E731
+    prompts = cycle_prompts(6, 40, tokenize, seed=3)
+    assert len(set(prompts)) == 6
+    nxt = cost_target_next(3)
+    texts = []
+    dec = SpeculativeDecoder(target, None, make_policy("off"))
+    for p in prompts:
+        out = [t for ev in dec.generate(p, GenerationConfig(max_tokens=40, temperature=0.0))
+               for t in getattr(ev, "emitted", ())]
+        assert out[0] == nxt[tokenize(p)[-1]] and len(out) == 40  # the stretch after the prompt's last token
+        texts.append(out)
+    assert len({t for text in texts for t in text}) == 6 * 40  # no token in two texts: no overlap
+    # the built-in code prompts, for contrast: the first four are one text
+    from cascade_tui.workloads import load_workload
+
+    assert len({tokenize(p)[-1] for p in load_workload("code", "builtin").prompts[:4]}) == 1
+    with pytest.raises(ValueError):
+        cycle_prompts(0, 40, tokenize)

@@ -80,6 +80,7 @@ __all__ = [
     "TargetShape",
     "cost_drafter_next",
     "cost_target_next",
+    "cycle_prompts",
     "size_bytes",
     "write_cost_drafter",
     "write_cost_pair",
@@ -215,6 +216,41 @@ def cost_drafter_next(seed: int = 0, agreement: float = 0.9, vocab: BPEVocab | N
         bad = bad[(pos[bad] // int(phase_len)) % 2 == 1]  # easy blocks agree everywhere
     out[bad] = wrong[bad]
     return out
+
+
+def cycle_prompts(n: int, tokens: int, tokenize: Callable[[str], Sequence[int]], *, seed: int = 0,
+                  vocab: BPEVocab | None = None) -> list[str]:
+    """``n`` prompts whose greedy continuations are ``n`` different stretches of the target's cycle.
+
+    The target's next token depends on the current token only, so every prompt that ends on the
+    same token gets the same text: the bench's built-in code prompts all end on ``:`` (two
+    distinct tokens among 12 prompts), so "4 prompts" were one 128-token text measured four
+    times, and one text's few misses decided which K looked best. These prompts end on tokens
+    evenly spaced around the cycle, so their continuations of ``tokens`` tokens do not overlap
+    (while ``n * tokens`` fits in the cycle) and each meets its own misses.
+
+    ``tokenize(text)``: the model's tokenizer (ids, no BOS); a prompt is kept only where it ends on
+    the chosen token (BPE can merge a piece with what precedes it).
+    """
+    vocab = vocab or default_vocab()
+    if n < 1 or tokens < 1:
+        raise ValueError(f"need n >= 1 and tokens >= 1, not n={n}, tokens={tokens}")
+    order = _rng(seed, "cycle").permutation(_normal_ids(vocab))  # the cycle, as cost_target_next walks it
+    length = len(order)
+    spacing = length // n
+    slack = max(spacing - tokens, 1)  # how far a start may move along and stay clear of the next stretch
+    prompts = []
+    for i in range(n):
+        for j in range(min(slack, spacing)):
+            t = int(order[(i * spacing + j) % length])
+            text = f"Continue text {i + 1}:\n" + vocab.decode([t])
+            ids = list(tokenize(text))
+            if ids and ids[-1] == t:
+                prompts.append(text)
+                break
+        else:
+            raise ValueError(f"no prompt ends on a token near cycle position {i * spacing}")
+    return prompts
 
 
 def _check_agreement(agreement) -> float:
