@@ -64,6 +64,7 @@ def main(argv=None) -> int:
                          "code: the built-in code prompts, whose first four all continue with the same text")
     ap.add_argument("--policies", default=POLICIES)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--rounds", type=int, default=1, help="passed to bench: the whole schedule this many times")
     ap.add_argument("--pairs", default="/tmp/cost-pair", help="where the GGUFs are written (reused)")
     ap.add_argument("--out", default="/tmp/cost-bench")
     ap.add_argument("--plot", default=None, help="speedup vs agreement chart (.png/.svg)")
@@ -92,7 +93,7 @@ def main(argv=None) -> int:
     for name, d in drafters.items():
         js = out / f"bench-{a.size}-{name.replace(' ', '_').replace('/', '-')}.json"
         cmd = [sys.executable, "-m", "cascade_tui", "bench", "--model", str(pair.target), "--draft", str(d),
-               "--threads", str(a.threads), *prompt_args, "-n", str(a.tokens), "--policies", a.policies,
+               "--threads", str(a.threads), *prompt_args, "-n", str(a.tokens), "--rounds", str(a.rounds), "--policies", a.policies,
                "--json", str(js)]
         t0 = time.time()
         print(f"== agreement {name}: {' '.join(cmd[2:])}", flush=True)
@@ -135,7 +136,8 @@ def main(argv=None) -> int:
         print(f"  agreement {name} K={k}: predicted {p:.2f} / {q:.2f}, realized {r:.2f}")
     print(f"R^2 = {r2:.3f} (mean), {r2_last:.3f} (after the workload) over {len(rows)} points"
           if r2 is not None and r2_last is not None else "R^2: too few points")
-    summary = {"size": a.size, "tokens": a.tokens, "prompts": a.prompts, "threads": a.threads,
+    summary = {"size": a.size, "tokens": a.tokens, "prompts": a.prompts, "prompt_set": a.prompt_set,
+               "rounds": a.rounds, "threads": a.threads,
                "table": table, "utility_points": rows, "r2": r2, "r2_last": r2_last}
     (out / f"summary-{a.size}.json").write_text(json.dumps(summary, indent=2))
     if a.plot:

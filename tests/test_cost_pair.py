@@ -268,3 +268,28 @@ def test_cycle_prompts_continue_with_different_stretches_of_the_text(target):
     assert len({tokenize(p)[-1] for p in load_workload("code", "builtin").prompts[:4]}) == 1
     with pytest.raises(ValueError):
         cycle_prompts(0, 40, tokenize)
+
+
+def test_bench_script_runs_policies_on_prompts_with_different_texts(tmp_path, capsys):
+    """scripts/bench_cost_pairs.py end to end on the tiny preset: it writes prompts whose texts
+    differ, benches them with real llama.cpp and reports the table and the utility check."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "scripts" / "bench_cost_pairs.py"
+    spec = importlib.util.spec_from_file_location("bench_cost_pairs", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "out"
+    assert mod.main(["--size", "tiny", "--agreements", "1", "--phased", "", "--tokens", "12", "--prompts", "3",
+                     "--policies", "off,static:1,static:2,static:4,learned", "--pairs", str(tmp_path / "pairs"),
+                     "--out", str(out)]) == 0
+    prompts = [json.loads(line)["prompt"] for line in (out / "cycle-prompts.jsonl").read_text().splitlines()]
+    assert len(set(prompts)) == 3
+    rep = json.loads((out / "bench-tiny-1.json").read_text())
+    assert all(r["identical_to_off"] for r in rep["runs"] if r["policy"] != "off")
+    summary = json.loads((out / "summary-tiny.json").read_text())
+    assert summary["prompt_set"] == "cycle" and summary["table"]["1"]["static:4"] > 1.0  # agreement 1 pays
+    assert len(summary["utility_points"]) == 3  # learned's predicted U of K = 1, 2, 4 next to static:K's
+    assert "R^2" in capsys.readouterr().out
