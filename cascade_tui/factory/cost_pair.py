@@ -173,6 +173,12 @@ def _normal_ids(vocab: BPEVocab) -> np.ndarray:
     return np.array([i for i in range(vocab.n_vocab) if i not in specials], dtype=np.int64)
 
 
+def _cycle_order(seed: int, vocab: BPEVocab) -> np.ndarray:
+    """The normal tokens in the order the target's greedy text walks them (``order[i + 1]``
+    follows ``order[i]``; the last leads back to the first)."""
+    return _rng(seed, "cycle").permutation(_normal_ids(vocab))
+
+
 def cost_target_next(seed: int = 0, vocab: BPEVocab | None = None) -> np.ndarray:
     """``next[t]``: the target's greedy next token after token ``t``, for every id.
 
@@ -180,7 +186,7 @@ def cost_target_next(seed: int = 0, vocab: BPEVocab | None = None) -> np.ndarray
     lead to the cycle's first token.
     """
     vocab = vocab or default_vocab()
-    order = _rng(seed, "cycle").permutation(_normal_ids(vocab))
+    order = _cycle_order(seed, vocab)
     nxt = np.full(vocab.n_vocab, order[0], dtype=np.int64)
     nxt[order] = np.roll(order, -1)
     return nxt
@@ -210,7 +216,7 @@ def cost_drafter_next(seed: int = 0, agreement: float = 0.9, vocab: BPEVocab | N
     out = nxt.copy()
     bad = priority[int(round(agreement * n)):]
     if phase_len > 0:
-        order = _rng(seed, "cycle").permutation(normal)  # the cycle, as cost_target_next walks it
+        order = _cycle_order(seed, vocab)
         pos = np.empty(vocab.n_vocab, dtype=np.int64)
         pos[order] = np.arange(n)
         bad = bad[(pos[bad] // int(phase_len)) % 2 == 1]  # easy blocks agree everywhere
@@ -233,15 +239,15 @@ def cycle_prompts(n: int, tokens: int, tokenize: Callable[[str], Sequence[int]],
     the chosen token (BPE can merge a piece with what precedes it).
     """
     vocab = vocab or default_vocab()
-    if n < 1 or tokens < 1:
-        raise ValueError(f"need n >= 1 and tokens >= 1, not n={n}, tokens={tokens}")
-    order = _rng(seed, "cycle").permutation(_normal_ids(vocab))  # the cycle, as cost_target_next walks it
+    order = _cycle_order(seed, vocab)
     length = len(order)
+    if not 1 <= n <= length or tokens < 1:
+        raise ValueError(f"need 1 <= n <= {length} and tokens >= 1, not n={n}, tokens={tokens}")
     spacing = length // n
     slack = max(spacing - tokens, 1)  # how far a start may move along and stay clear of the next stretch
     prompts = []
     for i in range(n):
-        for j in range(min(slack, spacing)):
+        for j in range(slack):
             t = int(order[(i * spacing + j) % length])
             text = f"Continue text {i + 1}:\n" + vocab.decode([t])
             ids = list(tokenize(text))
