@@ -22,6 +22,15 @@ Each policy runs the 4 prompts of a workload in turn (one policy object, as `ben
 
     python scripts/sim_policies.py learned learned@shadow=false cascade static:4
     python scripts/sim_policies.py learned@accept_halflife=16+optimism=0.5   # parameters: @k=v+k=v
+
+Another pair (the cost pair: ``scripts/bench_cost_pairs.py`` writes its ``cycle-prompts.jsonl``):
+``--model T.gguf --draft D.gguf --prompts-file P.jsonl`` replays its texts, with its verify costs
+and drafter speed measured once (the fastest of 7 evals per point) and cached with the runs.
+``--utility learned`` also prints the policy's predicted U per K (after each request, mean)
+against the speedup each static:K given reached in the replay, and R^2:
+
+    python scripts/sim_policies.py static:4 static:16 learned --model /tmp/cost-pair/cost-target-cpu-s0.gguf \
+        --draft /tmp/cost-pair/cost-draft-cpu-a0.95-s0.gguf --prompts-file cycle-prompts.jsonl --prompts 8 --utility learned
 """
 
 from __future__ import annotations
@@ -42,19 +51,29 @@ COSTS = {1: 12.5, 2: 21.9, 3: 27.0, 4: 32.0, 5: 37.5, 12: 90.0, 16: 104.0}
 WORKLOADS = ("code", "extraction", "math")
 
 
-def agreement_runs(n_tokens: int, cache: Path, n_prompts: int = 4) -> dict:
+def agreement_runs(n_tokens: int, cache: Path, n_prompts: int = 4, pair: dict | None = None) -> dict:
+    """{workload: [agreement run per position, per prompt]} (cached in ``cache``). ``pair``: another
+    model pair than the demo's, ``{"model": PATH, "draft": PATH, "prompts": {workload: [text]}}``
+    (its costs are measured too, under the key ``"costs"``: see :func:`measure_costs`)."""
+    key = None if pair is None else {"model": str(pair["model"]), "draft": str(pair["draft"]),
+                                     "prompts": pair["prompts"]}
     if cache.is_file():
         data = json.loads(cache.read_text())
-        if data.get("tokens") == n_tokens and data.get("prompts", 4) >= n_prompts:
-            return {w: runs[:n_prompts] for w, runs in data["runs"].items()}
+        if data.get("tokens") == n_tokens and data.get("prompts", 4) >= n_prompts and data.get("pair") == key:
+            return {w: runs[:n_prompts] for w, runs in data["runs"].items()}, data.get("costs")
     from cascade_tui.runtime import ModelOptions, load_models
     from cascade_tui.workloads.builtin import CODE, EXTRACTION, MATH
 
-    models = load_models(ModelOptions(threads=1))
+    if pair is None:
+        models = load_models(ModelOptions(threads=1))
+        sets = dict(zip(WORKLOADS, (CODE, EXTRACTION, MATH)))
+    else:
+        models = load_models(ModelOptions(model=str(pair["model"]), draft=str(pair["draft"]), threads=1, routing=False))
+        sets = pair["prompts"]
     target, drafter = models.target, models.drafter
     rng = np.random.default_rng(0)
     runs: dict[str, list[list[int]]] = {}
-    for w, prompts in zip(WORKLOADS, (CODE, EXTRACTION, MATH)):
+    for w, prompts in sets.items():
         runs[w] = []
         for p in prompts[:n_prompts]:
             ids = target.tokenize(p)
@@ -75,10 +94,40 @@ def agreement_runs(n_tokens: int, cache: Path, n_prompts: int = 4) -> dict:
             runs[w].append(run)
             print(f"{w} prompt {len(runs[w])}: drafter's first token agrees at "
                   f"{np.mean([r > 0 for r in run]):.0%} of positions", file=sys.stderr)
+    costs = None if pair is None else measure_costs(target, drafter)
     models.close()
     cache.parent.mkdir(parents=True, exist_ok=True)
-    cache.write_text(json.dumps({"tokens": n_tokens, "prompts": n_prompts, "runs": runs}))
-    return runs
+    cache.write_text(json.dumps({"tokens": n_tokens, "prompts": n_prompts, "runs": runs, "pair": key,
+                                 "costs": costs}))
+    return runs, costs
+
+
+def measure_costs(target, drafter, ns=(1, 2, 3, 5, 9, 13, 17), reps: int = 7) -> dict:
+    """A pair's verify cost per verified-token count (ms, the fastest of ``reps`` evals after
+    64 tokens of context: this VM's noise is one-sided) and its drafter's ms per drafted token."""
+    import time
+
+    rng = np.random.default_rng(1)
+    ctx = [int(t) for t in rng.integers(10, 200, 64)]
+    out = {}
+    for n in ns:
+        best = math.inf
+        for _ in range(reps):
+            target.truncate(0)
+            target.eval(ctx)
+            t0 = time.perf_counter()
+            target.eval(ctx[:n])
+            best = min(best, time.perf_counter() - t0)
+        out[str(n)] = round(1e3 * best, 3)
+    best = math.inf
+    for _ in range(reps):
+        drafter.reset()
+        drafter.propose(ctx, 1, 0.0, rng)  # reads the context
+        t0 = time.perf_counter()
+        drafter.propose(ctx, 16, 0.0, rng)
+        best = min(best, time.perf_counter() - t0)
+    print(f"measured costs (ms): {out}; draft {1e3 * best / 16:.3f} ms a token", file=sys.stderr)
+    return {"verify_ms": out, "draft_ms_per_token": round(1e3 * best / 16, 4)}
 
 
 def cost_of(costs: dict[int, float]):
@@ -93,11 +142,11 @@ def cost_of(costs: dict[int, float]):
     return cost
 
 
-def draft_cost(k: int, missed: int) -> float:
+def draft_cost(k: int, missed: int, per_token_ms: float = 0.35) -> float:
     """A draft of k tokens after the drafter missed ``missed`` (it re-reads at most 32, the
     engine's ``draft_catch_up``): measured in the engine on the grown demo, 2026-12-02 (a 4-token
     shadow draft 20 tokens after the last one: 4.3 ms against 0.35 ms a drafted token)."""
-    return 0.0 if k <= 0 else 1e-3 * (0.35 * k + 0.15 * min(missed, 32) + 0.2)
+    return 0.0 if k <= 0 else 1e-3 * (per_token_ms * (k + 0.43 * min(missed, 32)) + 0.2)
 
 
 class Machine:
@@ -119,7 +168,7 @@ class Machine:
             self.switch += self.rng.exponential(self.dwell)
 
 
-def simulate(policy, run: list[int], cost, rng, machine: Machine | None = None) -> float:
+def simulate(policy, run: list[int], cost, rng, machine: Machine | None = None, draft_ms: float = 0.35) -> float:
     """Decode time of one answer under ``policy`` (the engine's loop, shadow drafts included)."""
     n, pos, total, missed, pending = len(run), 0, 0.0, 0, None
     while pos < n:
@@ -132,7 +181,7 @@ def simulate(policy, run: list[int], cost, rng, machine: Machine | None = None) 
         acc = min(run[pos], k)
         emitted = acc + 1
         c = cost(k + 1) * math.exp(rng.normal(0, 0.12)) * (1.6 if rng.random() < 0.05 else 1.0)
-        ds = draft_cost(k, missed) + draft_cost(s, missed)
+        ds = draft_cost(k, missed, draft_ms) + draft_cost(s, missed, draft_ms)
         if machine is not None:
             f = machine.factor()
             c, ds = c * f, ds * f
@@ -158,26 +207,67 @@ def policy_of(spec: str):
     return make_policy(name, dict(kv.split("=", 1) for kv in rest.split("+")) if rest else None)
 
 
+def _pair(a) -> dict | None:
+    if not (a.model or a.draft or a.prompts_file):
+        return None
+    if not (a.model and a.draft and a.prompts_file):
+        sys.exit("--model, --draft and --prompts-file go together")
+    prompts: dict[str, list[str]] = {}
+    for line in Path(a.prompts_file).read_text().splitlines():
+        if line.strip():
+            row = json.loads(line)
+            prompts.setdefault(row.get("workload", "custom"), []).append(row["prompt"])
+    return {"model": Path(a.model).resolve(), "draft": Path(a.draft).resolve(), "prompts": prompts}
+
+
+def utility_check(snaps: dict, times: dict, w: str) -> list[tuple[int, float, float]]:
+    """(K, mean predicted U, realized static:K speedup) for each static:K simulated."""
+    out = []
+    for spec, t in times.items():
+        if spec.startswith("static:"):
+            k = int(spec.split(":")[1])
+            vals = [u for snap in snaps.get(w, []) if (u := snap.get(k)) is not None]
+            if vals:
+                out.append((k, float(np.mean(vals)), times["off"] / t))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("policies", nargs="+", help="policy specs; parameters as NAME@key=value+key=value")
     ap.add_argument("--tokens", type=int, default=128)
-    ap.add_argument("--prompts", type=int, default=4, help="first N built-in prompts per workload (math and extraction have 8)")
+    ap.add_argument("--prompts", type=int, default=4, help="first N prompts per workload (built-in math and extraction have 8)")
     ap.add_argument("--seeds", type=int, default=12)
     ap.add_argument("--first-seed", type=int, default=0, help="seeds --first-seed .. + --seeds - 1")
-    ap.add_argument("--costs", default=json.dumps(COSTS), help="JSON {verified tokens: ms}")
-    ap.add_argument("--cache", type=Path, default=Path("/tmp/cascade-sim-agreement.json"))
+    ap.add_argument("--costs", default=None, help="JSON {verified tokens: ms} (default: the grown demo's, or "
+                                                    "what was measured on --model)")
+    ap.add_argument("--draft-ms", type=float, default=None, help="drafter ms a token (default: 0.35, or measured)")
+    ap.add_argument("--model", help="another pair's target GGUF (with --draft and --prompts-file)")
+    ap.add_argument("--draft", help="that pair's drafter GGUF")
+    ap.add_argument("--prompts-file", help="JSONL of {prompt, workload} for that pair (e.g. the cost pair's "
+                                           "cycle-prompts.jsonl)")
+    ap.add_argument("--cache", type=Path, default=None, help="agreement runs (and a pair's costs) cached here")
     ap.add_argument("--drift", default="1,1", metavar="SLOW,DWELL",
                     help="a machine that is SLOW times slower in busy stretches, each stretch (busy or "
                          "not) DWELL seconds on average (default 1,1: steady)")
+    ap.add_argument("--utility", metavar="POLICY",
+                    help="also print POLICY's mean predicted U per K (after each request) against the "
+                         "speedup each static:K given reached, and R^2")
     a = ap.parse_args()
-    runs = agreement_runs(a.tokens, a.cache, a.prompts)
-    cost = cost_of({int(k): float(v) for k, v in json.loads(a.costs).items()})
+    pair = _pair(a)
+    cache = a.cache or Path("/tmp/cascade-sim-agreement.json" if pair is None else
+                            f"/tmp/cascade-sim-{Path(a.draft).stem}.json")
+    runs, measured = agreement_runs(a.tokens, cache, a.prompts, pair)
+    costs = json.loads(a.costs) if a.costs else (measured or {}).get("verify_ms") or COSTS
+    cost = cost_of({int(k): float(v) for k, v in costs.items()})
+    draft_ms = a.draft_ms if a.draft_ms is not None else (measured or {}).get("draft_ms_per_token", 0.35)
     slow, dwell = (float(x) for x in a.drift.split(","))
+    specs = list(a.policies) + ([a.utility] if a.utility and a.utility not in a.policies else [])
     print(f"{'workload':<11}" + "".join(f"{p:>{max(10, len(p) + 2)}}" for p in a.policies))
-    for w in WORKLOADS:
-        times = {}
-        for spec in ["off", *a.policies]:
+    points = []
+    for w in runs:
+        times, snaps = {}, {}
+        for spec in ["off", *specs]:
             ts = []
             for seed in range(a.first_seed, a.first_seed + a.seeds):
                 rng = np.random.default_rng(seed)
@@ -186,11 +276,22 @@ def main() -> None:
                 t = 0.0
                 for run in runs[w]:
                     pol.reset()
-                    t += simulate(pol, run, cost, rng, machine)
+                    t += simulate(pol, run, cost, rng, machine, draft_ms)
+                    if spec == a.utility:
+                        snaps.setdefault(w, []).append({k: pol.predict(k) for k in range(1, 17)})
                 ts.append(t)
             times[spec] = float(np.mean(ts))
         print(f"{w:<11}" + "".join(f"{times['off'] / times[p]:>{max(10, len(p) + 2)}.3f}x"[:-1] + "x"
                                     for p in a.policies))
+        if a.utility:
+            pts = utility_check(snaps, times, w)
+            points += pts
+            print("  " + ", ".join(f"K={k} {u:.2f}/{r:.2f}" for k, u, r in pts))
+    if a.utility and points:
+        from cascade_tui.bench.runner import r_squared
+
+        r2 = r_squared([u for _, u, _ in points], [r for _, _, r in points])
+        print(f"{a.utility} predicted / realized over {len(points)} points: R^2 {r2:.3f}" if r2 is not None else "")
 
 
 if __name__ == "__main__":

@@ -237,11 +237,15 @@ def test_probes_stay_where_they_look_more_often_than_shadow_drafts():
         return 1e-3
 
     asked = []
-    rate, ks = run("learned", flat, 0.5e-3, 0.1, iters=400, seed=2, shadow=True, shadows=asked)
+    _, ks = run("learned", flat, 0.5e-3, 0.1, iters=400, seed=2, shadow=True, shadows=asked)
     # (the request's first shadow draft, which also reads the prompt, does not price the others:
     # a second one measures what they cost)
     assert len(asked) <= 2 and sum(k > 0 for k in ks[10:]) > 0
-    assert rate >= 0.97 * run("off", flat, 0.5e-3, 0.1, iters=400, seed=2)[0]
+    # one 400-iteration run's ratio to off moves with the seed (0.96-1.02 over 12 seeds at this
+    # noise): the floor holds for the mean of six
+    ratios = [run("learned", flat, 0.5e-3, 0.1, iters=400, seed=s, shadow=True)[0]
+              / run("off", flat, 0.5e-3, 0.1, iters=400, seed=s)[0] for s in range(6)]
+    assert sum(ratios) / len(ratios) >= 0.97
     asked = []
     rate, ks = run("learned", memory_bound, 0.3e-3, 0.1, iters=400, seed=2, shadow=True, shadows=asked)
     assert len(asked) > 5 and min(b - a for a, b in zip(asked, asked[1:])) > 20
@@ -389,3 +393,53 @@ def test_a_new_request_looks_at_its_text_before_drafting_on_carried_acceptance()
     assert all(first == 0 for _, first in looked)  # its first iteration is the look, at K = 0
     assert all(first > 0 for _, first in blind)
     assert sum(n for n, _ in looked) < 0.5 * sum(n for n, _ in blind), (looked, blind)
+
+
+def test_a_new_request_starts_from_the_acceptance_the_last_one_ended_with():
+    """A drafter that always agrees: the next request's first position used to start from its 4
+    carried observations plus one pseudo-observation of ``accept_prior`` (0.5), so it read 0.9
+    and compounded into U(16) 10% below what K = 16 reaches. With ``carry_prior`` the prior is
+    the rate the last request ended with; without memory it is ``accept_prior``."""
+    def first_rate(params) -> tuple[float, float]:
+        pol = make_policy("learned", params)
+        run("learned", grown_demo, 0.35e-3, 1.0, iters=120, seed=3, shadow=True, policy=pol)
+        pol.reset()
+        return pol.acceptance_by_position()[0], pol.predict(16)
+
+    carried, u_carried = first_rate(None)
+    plain, u_plain = first_rate({"carry_prior": False})
+    assert carried >= 0.98 and plain <= 0.91
+    c1, c17, d = grown_demo(1), grown_demo(17), 0.35e-3
+    truth = 17 * c1 / (16 * d + c17)  # every draft accepted
+    assert abs(u_carried / truth - 1) < 0.06 < abs(u_plain / truth - 1), (u_carried, u_plain, truth)
+
+    pol = make_policy("learned", {"memory": False})
+    run("learned", grown_demo, 0.35e-3, 1.0, iters=120, seed=3, shadow=True, policy=pol)
+    pol.reset()
+    assert pol.acceptance_by_position()[0] == pol.get("accept_prior")  # nothing carried
+
+
+def test_a_settled_cost_point_leans_on_the_curve_through_the_others():
+    """Three samples of c(16) that all read 20% high (a slow stretch of the machine): the point
+    stands between its samples and the curve through c(1), c(4), c(9) and c(13), as if the curve
+    were CURVE_WEIGHT samples more, so a K = 15 that pays is not lost to three unlucky samples;
+    a full window of samples outweighs the curve, and c(1) is always its own samples."""
+    from cascade_tui.policy.learned import CURVE_WEIGHT, _Curve
+
+    def true_cost(n):
+        return 30e-3 + 7.8e-3 * (n - 1) + 24.4e-3 * math.log(n)
+
+    pts = {n: true_cost(n) for n in (1, 4, 9, 13)}
+    pts[16] = 1.2 * true_cost(16)
+    for k, weight in ((3, CURVE_WEIGHT / (3 + CURVE_WEIGHT)), (9, CURVE_WEIGHT / (9 + CURVE_WEIGHT))):
+        counts = {n: 9 for n in pts} | {16: k}
+        curve = _Curve(pts, counts, pts, 9, frozenset())
+        expected = (1 - weight) * pts[16] + weight * true_cost(16)
+        assert curve.cost(16) == pytest.approx(expected, rel=0.01)
+        assert true_cost(16) < curve.cost(16) < pts[16]
+        assert curve.cost(1) == pts[1]
+        costs = curve.costs(17)[1:]
+        assert all(b >= a for a, b in zip(costs, costs[1:]))  # never falls as n grows
+    # two other points only: no fit to lean on, the samples stand
+    few = {1: pts[1], 4: pts[4], 16: pts[16]}
+    assert _Curve(few, {n: 9 for n in few}, few, 9, frozenset()).cost(16) == pts[16]

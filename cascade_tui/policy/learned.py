@@ -7,7 +7,9 @@ rest:
 * **the cost curve** ``c(n)``: wall time of an iteration's verify + bookkeeping for ``n`` verified
   tokens (``n = drafted + 1``), a property of model, drafter, backend and hardware, stable across
   requests. Each ``n`` stands for the lower third of its ``cost_window`` most recent samples
-  (robust to the slow spikes of a shared machine). For an ``n`` not measured (or stale: older than
+  (robust to the slow spikes of a shared machine), blended with the curve through the other
+  points as if that were ``CURVE_WEIGHT`` samples more (a point seen three or four times is
+  noisy). For an ``n`` not measured (or stale: older than
   ``stale_after`` iterations) the curve is extrapolated from the measured points with the fit
   ``c(n) = a + b (n - 1) + g ln(n)`` (``b, g >= 0``). The ``ln`` term is the expert union of a
   memory-bound MoE (a new token adds fewer and fewer unseen experts); with two points only the
@@ -49,7 +51,8 @@ iteration drafts a short probe, never more often than keeps the probes' extra ti
 (K = 0: speculation off).
 
 With ``memory`` on, a new request keeps the cost curve, the draft cost and the acceptance (its
-counts scaled down to ``carry_weight`` observations per draft position, so the new text takes over quickly);
+counts scaled down to ``carry_weight`` observations per draft position, so the new text takes over quickly;
+with ``carry_prior``, the first position's prior is the rate the last request ended with, not ``accept_prior``);
 the probe interval restarts at half its length (at least ``probe_after``). With ``look_first``, a
 new request that would start drafting on that carried acceptance first shadow drafts one token;
 if it disagrees, what was carried counts one observation per position. A probe drafts at
@@ -75,6 +78,7 @@ SETTLE = 3  # samples after which a cost point is trusted over the curve
 UNSETTLED_FLOOR = 0.5  # an unsettled cost point counts at least this share of its samples
 FIRST_LOOK = UNSETTLED_FLOOR  # the same, for one with no curve through other points to compare it with
 QUIET = 7  # plain steps with speculation off that may skip re-deciding, at most, in a row
+CURVE_WEIGHT = 2.0  # samples' worth of weight the curve through the other points has in a settled point's cost
 POSITIONS = 4  # draft positions with an acceptance rate of their own; later ones share the last
 
 
@@ -216,7 +220,8 @@ class _Curve:
         """``c(n)`` for every n = 1..nmax, at index n (index 0: None), and maybe more.
 
         A point with ``SETTLE`` samples or more stands for them (their lower third, or median:
-        the ``stat`` of the snapshot); one with fewer, the smaller of its samples and the curve
+        the ``stat`` of the snapshot), leaning on the curve through the other points as on
+        ``CURVE_WEIGHT`` samples where there are three others or more; one with fewer, the smaller of its samples and the curve
         through the other points (a first slow sample must not rule a K out); anything else
         comes from the curve."""
         out = self._costs
@@ -225,11 +230,11 @@ class _Curve:
         pts, settled, counts = self.pts, self.settled, self.counts
         n = len(out)
         # the cost never falls as n grows: a prediction is at least the largest settled cost below n
-        floor = max((c for m, c in settled.items() if m < n), default=0.0)
+        floor = max((out[m] for m in settled if m < n), default=0.0)
         while n <= nmax:
             out.append(self._cost(n, floor) if pts else None)
             if n in settled:
-                floor = max(floor, settled[n])
+                floor = max(floor, out[n])
             n += 1
         return out
 
@@ -241,7 +246,16 @@ class _Curve:
             # are enough: the point stands for the lower third of them (the fastest of three), so
             # a busy moment rules nothing out unless it lasts; trying an expensive K until a whole
             # window had filled cost the demo 10 slow iterations of K = 12 at a time
-            return pts[n]
+            if n == 1 or len(pts) < 4:
+                return pts[n]
+            # a few samples of a shared machine are noisy (on the cost pair at agreement 0.95, four
+            # samples of c(16) read 17% above its true cost and K = 7 ran where 15 paid): the point
+            # leans on the curve through the other points (three or more: a fit, not a line through
+            # two) as on CURVE_WEIGHT samples of its own, less as its samples fill the window
+            a, b, g = self._fit_without(n)
+            fit = max(a + b * (n - 1) + g * math.log(n), 1e-12)
+            k = self.window if n in self.imported else self.counts[n]  # a cached point: a whole window's
+            return (k * pts[n] + CURVE_WEIGHT * fit) / (k + CURVE_WEIGHT)
         n_others = len(pts) - measured
         if measured and n_others < 2:
             # no curve to compare the first samples with: optimism buys one more look (one slow
@@ -314,6 +328,9 @@ class LearnedPolicy(Policy):
               "likely mean the text turned easy: earlier evidence then counts one observation per position (0: never)"),
         Param("memory", bool, True, None, None, "carry the learned costs and acceptance over to the next request"),
         Param("carry_weight", float, 4.0, 0.0, 1000.0, "observations per draft position of acceptance evidence carried into a new request"),
+        Param("carry_prior", bool, True, None, None,
+              "with memory, a new request's first draft position starts from the acceptance the last one "
+              "ended with instead of accept_prior"),
     )
 
     def __init__(self, **overrides):
@@ -346,6 +363,7 @@ class LearnedPolicy(Policy):
         self._succ = [0.0] * POSITIONS
         self._fail = [0.0] * POSITIONS
         self._ever_drafted = False
+        self._prior0 = self.get("accept_prior")
         self._looks: deque[float] = deque(maxlen=2)  # P(at least as good) of the last looks
         self._off_for = 0  # consecutive iterations with speculation off
         self._probe_every = self.get("probe_after")
@@ -378,6 +396,11 @@ class LearnedPolicy(Policy):
         # an observation: it fell back to the prior and a new request at 95% agreement started
         # with speculation off for 67 iterations
         w = self.get("carry_weight")
+        if self.get("carry_prior") and self._ever_drafted:
+            # one pseudo-observation of accept_prior (0.5) next to carry_weight observations kept
+            # the first position 10% below a drafter that always agreed (4 of 4 read 0.9), and the
+            # rest compounded it: U(16) read 2.19 where static:16 reached 2.39
+            self._prior0 = self.acceptance_by_position()[0]
         for i in range(POSITIONS):
             total = self._succ[i] + self._fail[i]
             if total > w:
@@ -435,17 +458,18 @@ class LearnedPolicy(Policy):
     def acceptance(self) -> float:
         """The share of drafted positions accepted (recent, decayed): what is shown."""
         succ, total = sum(self._succ), sum(self._succ) + sum(self._fail)
-        return (succ + self.get("accept_prior")) / (total + 1.0)  # one pseudo-observation of the prior
+        return (succ + self._prior0) / (total + 1.0)  # one pseudo-observation of the prior
 
     def acceptance_by_position(self, optimism: float = 0.0) -> list[float]:
         """P(draft position i accepted | the positions before it were), i = 0..POSITIONS-1 (the
         last stands for every later one). Each rate starts from one pseudo-observation of the
-        previous position's (the first: ``accept_prior``), so a position rarely reached follows
+        previous position's (the first: ``accept_prior``, or with ``carry_prior`` the rate the last request
+        ended with), so a position rarely reached follows
         the one before it. ``optimism``: that many standard errors added to the first position's
         rate (decisions, below): whether the drafter agrees at all is what a short try finds out;
         optimism at every position compounded into long drafts that one lucky draft justified
         (after one 3/3 and one 3/0 draft, K = 15 looked like U = 2.2)."""
-        rates, prior = [], self.get("accept_prior")
+        rates, prior = [], self._prior0
         for s, f in zip(self._succ, self._fail):
             p = (s + prior) / (s + f + 1.0)
             rates.append(p)
