@@ -293,3 +293,50 @@ def test_bench_script_runs_policies_on_prompts_with_different_texts(tmp_path, ca
     assert summary["prompt_set"] == "cycle" and summary["table"]["1"]["static:4"] > 1.0  # agreement 1 pays
     assert len(summary["utility_points"]) == 3  # learned's predicted U of K = 1, 2, 4 next to static:K's
     assert "R^2" in capsys.readouterr().out
+
+
+def test_bench_capture_split_script_measures_capture_on_and_off(pair, tmp_path, capsys):
+    """scripts/bench_capture_split.py on the tiny target: real evals with capture resumed and
+    paused on one loaded model, a row per size with both times measured, and bad sizes refused
+    with one line."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "scripts" / "bench_capture_split.py"
+    spec = importlib.util.spec_from_file_location("bench_capture_split", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "split.json"
+    assert mod.main(["--model", str(pair.target), "--sizes", "1,5", "--pairs", "3", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "graph-split cost per eval" in text and "reads" in text
+    data = json.loads(out.read_text())
+    assert data["mode"] in ("native", "python") and [r["n"] for r in data["rows"]] == [1, 5]
+    for r in data["rows"]:
+        assert r["on_ms"] > 0 and r["off_ms"] > 0
+        assert abs(r["split_ms"]) < max(r["on_ms"], r["off_ms"])  # a paired difference of the two
+    assert mod.main(["--model", str(pair.target), "--sizes", "0"]) == 2
+    assert "positive token counts" in capsys.readouterr().err
+
+
+def test_capture_can_pause_on_a_loaded_target_and_its_routing_matches_after(pair):
+    """What the split script relies on: pausing capture (set_routing) gives the same logits and no
+    routing; resuming gives routing again, equal to what it was before the pause."""
+    from backends.llamacpp.target import load_target
+
+    t = load_target(pair.target, n_threads=1, n_ctx=128, routing=True)
+    try:
+        toks = [5, 9, 13, 2]
+        first = t.eval(toks)
+        t.truncate(0)
+        t.set_routing(False)
+        paused = t.eval(toks)
+        t.truncate(0)
+        t.set_routing(True)
+        again = t.eval(toks)
+    finally:
+        t.close()
+    assert first.routing is not None and paused.routing is None and again.routing is not None
+    assert np.array_equal(first.routing, again.routing)
+    assert np.allclose(first.logits, paused.logits, atol=1e-4)
