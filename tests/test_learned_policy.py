@@ -418,6 +418,13 @@ def test_a_new_request_starts_from_the_acceptance_the_last_one_ended_with():
     pol.reset()
     assert pol.acceptance_by_position()[0] == pol.get("accept_prior")  # nothing carried
 
+    pol = make_policy("learned")  # turned off by hand mid-session: the next request uses accept_prior
+    run("learned", grown_demo, 0.35e-3, 1.0, iters=120, seed=3, shadow=True, policy=pol)
+    pol.reset()
+    pol.set("carry_prior", False)
+    pol.reset()
+    assert pol._prior0 == pol.get("accept_prior")
+
 
 def test_a_settled_cost_point_leans_on_the_curve_through_the_others():
     """Three samples of c(16) that all read 20% high (a slow stretch of the machine): the point

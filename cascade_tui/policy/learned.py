@@ -51,8 +51,9 @@ iteration drafts a short probe, never more often than keeps the probes' extra ti
 (K = 0: speculation off).
 
 With ``memory`` on, a new request keeps the cost curve, the draft cost and the acceptance (its
-counts scaled down to ``carry_weight`` observations per draft position, so the new text takes over quickly;
-with ``carry_prior``, the first position's prior is the rate the last request ended with, not ``accept_prior``);
+counts scaled down to ``carry_weight`` observations per draft position, so the new text takes
+over quickly; with ``carry_prior``, the first position's prior is the rate the last request ended
+with, not ``accept_prior``);
 the probe interval restarts at half its length (at least ``probe_after``). With ``look_first``, a
 new request that would start drafting on that carried acceptance first shadow drafts one token;
 if it disagrees, what was carried counts one observation per position. A probe drafts at
@@ -221,9 +222,9 @@ class _Curve:
 
         A point with ``SETTLE`` samples or more stands for them (their lower third, or median:
         the ``stat`` of the snapshot), leaning on the curve through the other points as on
-        ``CURVE_WEIGHT`` samples where there are three others or more; one with fewer, the smaller of its samples and the curve
-        through the other points (a first slow sample must not rule a K out); anything else
-        comes from the curve."""
+        ``CURVE_WEIGHT`` samples where there are three others or more; one with fewer, the
+        smaller of its samples and the curve through the other points (a first slow sample must
+        not rule a K out); anything else comes from the curve."""
         out = self._costs
         if len(out) > nmax:
             return out
@@ -401,6 +402,8 @@ class LearnedPolicy(Policy):
             # the first position 10% below a drafter that always agreed (4 of 4 read 0.9), and the
             # rest compounded it: U(16) read 2.19 where static:16 reached 2.39
             self._prior0 = self.acceptance_by_position()[0]
+        else:
+            self._prior0 = self.get("accept_prior")
         for i in range(POSITIONS):
             total = self._succ[i] + self._fail[i]
             if total > w:
@@ -463,9 +466,8 @@ class LearnedPolicy(Policy):
     def acceptance_by_position(self, optimism: float = 0.0) -> list[float]:
         """P(draft position i accepted | the positions before it were), i = 0..POSITIONS-1 (the
         last stands for every later one). Each rate starts from one pseudo-observation of the
-        previous position's (the first: ``accept_prior``, or with ``carry_prior`` the rate the last request
-        ended with), so a position rarely reached follows
-        the one before it. ``optimism``: that many standard errors added to the first position's
+        previous position's (the first: ``accept_prior``, or with ``carry_prior`` the rate the
+        last request ended with), so a position rarely reached follows the one before it. ``optimism``: that many standard errors added to the first position's
         rate (decisions, below): whether the drafter agrees at all is what a short try finds out;
         optimism at every position compounded into long drafts that one lucky draft justified
         (after one 3/3 and one 3/0 draft, K = 15 looked like U = 2.2)."""
