@@ -299,7 +299,7 @@ class LearnedPolicy(Policy):
     PARAMS = (
         Param("k_max", int, 16, 1, MAX_K, "largest K considered"),
         Param("base_iters", int, 1, 1, 64, "K=0 iterations that measure c(1), the cost of a plain step, before any draft"),
-        Param("cost_window", int, 9, 1, 1024, "recent samples per verified-token count whose median is its cost"),
+        Param("cost_window", int, 9, 1, 1024, "recent samples per verified-token count its cost comes from (their lower third)"),
         Param("stale_after", int, 2048, 16, 10_000_000, "iterations after which a cost point is re-measured before use"),
         Param("accept_halflife", float, 48.0, 1.0, 100_000.0, "iterations after which an acceptance observation counts half"),
         Param("accept_prior", float, 0.5, 0.0, 1.0, "acceptance assumed before any draft was verified"),
