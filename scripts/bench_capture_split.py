@@ -83,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
     target = models.target
     mode = getattr(target, "routing_mode", None)
     try:
@@ -102,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{a.threads} thread(s), {models.model_path}")
     print(f"{'n':>4} {'on ms':>9} {'off ms':>9} {'split ms':>9} {'share':>7}")
     for r in rows:
-        print(f"{r['n']:>4} {r['on_ms']:>9.3f} {r['off_ms']:>9.3f} {r['split_ms']:>9.3f} {r['split_share']:>7.1%}")
+        share = "-" if r["split_share"] is None else f"{r['split_share']:.1%}"
+        print(f"{r['n']:>4} {r['on_ms']:>9.3f} {r['off_ms']:>9.3f} {r['split_ms']:>9.3f} {share:>7}")
     if len(rows) >= 2:
         lo, hi = rows[0], rows[-1]
         if lo["off_ms"] and hi["off_ms"]:

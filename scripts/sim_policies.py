@@ -51,8 +51,9 @@ COSTS = {1: 12.5, 2: 21.9, 3: 27.0, 4: 32.0, 5: 37.5, 12: 90.0, 16: 104.0}
 WORKLOADS = ("code", "extraction", "math")
 
 
-def agreement_runs(n_tokens: int, cache: Path, n_prompts: int = 4, pair: dict | None = None) -> dict:
-    """{workload: [agreement run per position, per prompt]} (cached in ``cache``). ``pair``: another
+def agreement_runs(n_tokens: int, cache: Path, n_prompts: int = 4, pair: dict | None = None) -> tuple[dict, dict | None]:
+    """({workload: [agreement run per position, per prompt]}, the pair's measured costs or None), cached
+    in ``cache``. ``pair``: another
     model pair than the demo's, ``{"model": PATH, "draft": PATH, "prompts": {workload: [text]}}``
     (its costs are measured too, under the key ``"costs"``: see :func:`measure_costs`)."""
     key = None if pair is None else {"model": str(pair["model"]), "draft": str(pair["draft"]),
@@ -213,10 +214,13 @@ def _pair(a) -> dict | None:
     if not (a.model and a.draft and a.prompts_file):
         sys.exit("--model, --draft and --prompts-file go together")
     prompts: dict[str, list[str]] = {}
-    for line in Path(a.prompts_file).read_text().splitlines():
-        if line.strip():
-            row = json.loads(line)
-            prompts.setdefault(row.get("workload", "custom"), []).append(row["prompt"])
+    try:
+        for line in Path(a.prompts_file).read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                prompts.setdefault(row.get("workload", "custom"), []).append(row["prompt"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        sys.exit(f"--prompts-file {a.prompts_file}: not a JSONL file of {{\"prompt\": ...}} lines ({e})")
     return {"model": Path(a.model).resolve(), "draft": Path(a.draft).resolve(), "prompts": prompts}
 
 
@@ -224,7 +228,7 @@ def utility_check(snaps: dict, times: dict, w: str) -> list[tuple[int, float, fl
     """(K, mean predicted U, realized static:K speedup) for each static:K simulated."""
     out = []
     for spec, t in times.items():
-        if spec.startswith("static:"):
+        if spec.startswith("static:") and spec.split(":")[1].isdigit():
             k = int(spec.split(":")[1])
             vals = [u for snap in snaps.get(w, []) if (u := snap.get(k)) is not None]
             if vals:
@@ -291,7 +295,8 @@ def main() -> None:
         from cascade_tui.bench.runner import r_squared
 
         r2 = r_squared([u for _, u, _ in points], [r for _, _, r in points])
-        print(f"{a.utility} predicted / realized over {len(points)} points: R^2 {r2:.3f}" if r2 is not None else "")
+        print(f"{a.utility} predicted / realized over {len(points)} points: R^2 "
+              + (f"{r2:.3f}" if r2 is not None else "- (too few points or no spread)"))
 
 
 if __name__ == "__main__":
