@@ -7,9 +7,9 @@ rest:
 * **the cost curve** ``c(n)``: wall time of an iteration's verify + bookkeeping for ``n`` verified
   tokens (``n = drafted + 1``), a property of model, drafter, backend and hardware, stable across
   requests. Each ``n`` stands for the lower third of its ``cost_window`` most recent samples
-  (robust to the slow spikes of a shared machine), blended with the curve through the other
-  points as if that were ``CURVE_WEIGHT`` samples more (a point seen three or four times is
-  noisy). For an ``n`` not measured (or stale: older than
+  (robust to the slow spikes of a shared machine); between other measured points it is blended
+  with the curve through all of them as if that were ``CURVE_WEIGHT`` samples more (a point seen
+  three or four times is noisy). For an ``n`` not measured (or stale: older than
   ``stale_after`` iterations) the curve is extrapolated from the measured points with the fit
   ``c(n) = a + b (n - 1) + g ln(n)`` (``b, g >= 0``). The ``ln`` term is the expert union of a
   memory-bound MoE (a new token adds fewer and fewer unseen experts); with two points only the
@@ -79,7 +79,7 @@ SETTLE = 3  # samples after which a cost point is trusted over the curve
 UNSETTLED_FLOOR = 0.5  # an unsettled cost point counts at least this share of its samples
 FIRST_LOOK = UNSETTLED_FLOOR  # the same, for one with no curve through other points to compare it with
 QUIET = 7  # plain steps with speculation off that may skip re-deciding, at most, in a row
-CURVE_WEIGHT = 2.0  # samples' worth of weight the curve through the other points has in a settled point's cost
+CURVE_WEIGHT = 2.0  # samples' worth of weight the curve through all points has in a settled point's cost
 POSITIONS = 4  # draft positions with an acceptance rate of their own; later ones share the last
 
 
@@ -213,10 +213,11 @@ class _Curve:
         return self._fits[None]
 
     def _fit_without(self, n: int) -> tuple[float, float, float]:
-        key = n if n in self.pts else None  # every unmeasured n shares the fit through all points
-        if key not in self._fits:
-            self._fits[key] = _fit_curve({m: c for m, c in self.pts.items() if m != n})
-        return self._fits[key]
+        if n not in self.pts:  # every unmeasured n shares the fit through all points
+            return self._fit_all()
+        if n not in self._fits:
+            self._fits[n] = _fit_curve({m: c for m, c in self.pts.items() if m != n})
+        return self._fits[n]
 
     def cost(self, n: int) -> float | None:
         """Predicted verify + bookkeeping seconds for ``n`` verified tokens (None: nothing known);
@@ -227,8 +228,8 @@ class _Curve:
         """``c(n)`` for every n = 1..nmax, at index n (index 0: None), and maybe more.
 
         A point with ``SETTLE`` samples or more stands for them (their lower third, or median:
-        the ``stat`` of the snapshot), leaning on the curve through the other points as on
-        ``CURVE_WEIGHT`` samples where there are three others or more; one with fewer, the
+        the ``stat`` of the snapshot), leaning on the curve through all points as on
+        ``CURVE_WEIGHT`` samples where it lies between other points (four or more); one with fewer, the
         smaller of its samples and the curve through the other points (a first slow sample must
         not rule a K out); anything else comes from the curve."""
         out = self._costs
@@ -481,8 +482,8 @@ class LearnedPolicy(Policy):
         """P(draft position i accepted | the positions before it were), i = 0..POSITIONS-1 (the
         last stands for every later one). Each rate starts from one pseudo-observation of the
         previous position's (the first: ``accept_prior``, or with ``carry_prior`` the rate the
-        last request ended with), so a position rarely reached follows the one before it. ``optimism``: that many standard errors added to the first position's
-        rate (decisions, below): whether the drafter agrees at all is what a short try finds out;
+        last request ended with), so a position rarely reached follows the one before it.
+        ``optimism``: that many standard errors added to the first position's rate (decisions, below): whether the drafter agrees at all is what a short try finds out;
         optimism at every position compounded into long drafts that one lucky draft justified
         (after one 3/3 and one 3/0 draft, K = 15 looked like U = 2.2)."""
         rates, prior = [], self._prior0
