@@ -290,7 +290,12 @@ def test_bench_script_runs_policies_on_prompts_with_different_texts(tmp_path, ca
     rep = json.loads((out / "bench-tiny-1.json").read_text())
     assert all(r["identical_to_off"] for r in rep["runs"] if r["policy"] != "off")
     summary = json.loads((out / "summary-tiny.json").read_text())
-    assert summary["prompt_set"] == "cycle" and summary["table"]["1"]["static:4"] > 1.0  # agreement 1 pays
+    # agreement 1: the drafter writes what the target does, so every static:4 draft is accepted. (Its
+    # speedup is a timing on a 12-token tiny pair, which moved 0.86-1.3x under CI load: benchmarks say
+    # whether it pays, not this test)
+    static4 = [r for r in rep["runs"] if r["policy"] == "static:4"]
+    assert static4 and all(r["acceptance_rate"] == 1.0 for r in static4), static4
+    assert summary["prompt_set"] == "cycle" and summary["table"]["1"]["static:4"] > 0
     assert len(summary["utility_points"]) == 3  # learned's predicted U of K = 1, 2, 4 next to static:K's
     assert "R^2" in capsys.readouterr().out
 
