@@ -291,8 +291,8 @@ def test_bench_script_runs_policies_on_prompts_with_different_texts(tmp_path, ca
     assert all(r["identical_to_off"] for r in rep["runs"] if r["policy"] != "off")
     summary = json.loads((out / "summary-tiny.json").read_text())
     # agreement 1: the drafter writes what the target does, so every static:4 draft is accepted. (Its
-    # speedup is a timing on a 12-token tiny pair, which moved 0.86-1.3x under CI load: benchmarks say
-    # whether it pays, not this test)
+    # speedup is a timing of a 12-token run on the tiny pair, which read 0.86x in one CI run under load:
+    # benchmarks say whether it pays, not this test)
     static4 = [r for r in rep["runs"] if r["policy"] == "static:4"]
     assert static4 and all(r["acceptance_rate"] == 1.0 for r in static4), static4
     assert summary["prompt_set"] == "cycle" and summary["table"]["1"]["static:4"] > 0
