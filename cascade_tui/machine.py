@@ -40,7 +40,18 @@ def machine_info(threads: int | None = None, target_extra: dict | None = None) -
         "python": platform.python_version(),
         "llama_cpp_python": _version("llama-cpp-python"),
     }
-    for key in ("n_gpu_layers", "gpu_offload_supported", "device"):
+    for key in ("n_gpu_layers", "gpu_offload_supported", "device", "offloaded_layers"):
         if key in extra:
             out[key] = extra[key]
     return out
+
+
+def where_text(machine: dict) -> str:
+    """Where a run computed, in a few words: the CPU and its threads, or the GPU the layers were
+    offloaded to (``machine_info``'s dict, as session headers and bench reports carry it)."""
+    cpu = f"{machine.get('cpu', '?')}, {machine.get('threads', '?')} threads"
+    dev = machine.get("device")
+    if not dev or str(dev).lower() == "cpu":
+        return cpu
+    layers = machine.get("offloaded_layers")
+    return f"{dev}" + (f", {layers} layers" if layers else "") + f" (CPU: {cpu})"

@@ -129,8 +129,17 @@ def test_inspect(models):
     info = json.loads(p.stdout)
     assert info["arch"] == "qwen2moe" and info["n_expert"] == 8 and info["n_expert_used"] == 2
     assert info["moe_layers"] == [0, 1] and info["n_vocab"] == 2048
+    # the devices a load would offload to: none on a CPU-only build (tests/test_gpu_offload.py
+    # checks a build that offloads)
+    import backends.llamacpp as L
+
+    L.lib.ensure_backend()
+    assert info["extra"]["offload_devices"] == [
+        {"name": d.name, "description": d.description, "memory_total": d.memory_total}
+        for d in L.lib.devices() if d.offloads]
     p = cli("inspect", models["llama"], "--draft", models["draft"], check=0)
     assert "compatible" in p.stdout and "NOT" not in p.stdout
+    assert "GPU offload" in p.stdout
 
 
 # -- bad input: one clear line on stderr, exit 2, no traceback ------------------------------------

@@ -132,3 +132,23 @@ def test_the_latest_shadow_draft_is_kept_while_speculation_is_off():
     assert chart.border_subtitle == "last: K=2, accepted 2"
     assert total_stats([StartEvent(), IterationEvent(k=0, emitted=[1], shadow=[1, 2]),
                         IterationEvent(k=0, emitted=[3], shadow_checked=2, shadow_matched=1)]).shadow_match_rate == 0.5
+
+
+def test_the_header_says_where_the_layers_ran():
+    """A recording made on a GPU names the device and the offloaded layers, in the TUI's header
+    line, its session panel and the markdown export; a CPU run names the CPU and its threads."""
+    from cascade_tui.session.report import to_markdown
+    from cascade_tui.tui.widgets.session_info import summary_line
+
+    cpu = {"cpu": "AMD EPYC", "threads": 1, "n_gpu_layers": 0, "device": "cpu"}
+    gpu = {"cpu": "AMD EPYC", "threads": 1, "n_gpu_layers": -1, "device": "CUDA0: NVIDIA H100 80GB HBM3",
+           "offloaded_layers": "33/33"}
+    header = {"model": {"path": "m.gguf", "arch": "llama", "n_layer": 32}, "draft": {"name": "ngram"},
+              "policy": {"name": "learned"}}
+    line = summary_line({**header, "machine": cpu}).plain
+    assert line.endswith("AMD EPYC, 1 threads") and "CUDA" not in line
+    line = summary_line({**header, "machine": gpu}).plain
+    assert "CUDA0: NVIDIA H100 80GB HBM3, 33/33 layers (CPU: AMD EPYC, 1 threads)" in line
+    md = to_markdown({**header, "machine": gpu}, [], "s.cascade.jsonl")
+    assert "- machine: CUDA0: NVIDIA H100 80GB HBM3, 33/33 layers" in md
+    assert "- machine: AMD EPYC, 1 threads" in to_markdown({**header, "machine": cpu}, [], "s.cascade.jsonl")

@@ -41,6 +41,7 @@ import contextlib
 import ctypes
 import os
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 from backends.base import BackendError
@@ -232,3 +233,85 @@ def ggml_base() -> ctypes.CDLL:
         lib.ggml_backend_tensor_get.restype = None
         _ggml_base = lib
     return _ggml_base
+
+
+_ggml: ctypes.CDLL | None = None
+_DEVICE_KINDS = ("cpu", "gpu", "igpu", "accel", "meta")  # enum ggml_backend_dev_type, in order
+
+
+@dataclass(frozen=True)
+class Device:
+    """A compute device ggml registered: ``name`` as llama.cpp's log calls it (``CUDA0``,
+    ``Vulkan0``, ``CPU``), ``description`` (the product name), ``kind`` (cpu, gpu, igpu, accel,
+    meta) and its memory in bytes (free as the driver reports it now)."""
+
+    name: str
+    description: str
+    kind: str
+    memory_total: int
+    memory_free: int
+
+    @property
+    def offloads(self) -> bool:
+        """llama.cpp offloads layers to this device (as llama_supports_gpu_offload counts it)."""
+        return self.kind in ("gpu", "igpu")
+
+    def label(self) -> str:
+        return f"{self.name}: {self.description}" if self.description and self.description != self.name else self.name
+
+
+def _load_ggml() -> ctypes.CDLL:
+    """libggml (the device registry; already loaded by llama-cpp-python), with the few device
+    functions declared. The per-device calls live in libggml-base."""
+    global _ggml
+    if _ggml is None:
+        require()
+        d = lib_dir()
+        for n in ("libggml.so", "libggml.dylib", "ggml.dll"):
+            p = d / n if d else None
+            if p is not None and p.exists():
+                lib = ctypes.CDLL(str(p))
+                break
+        else:
+            raise BackendError(f"cannot find libggml next to libllama in {d}")
+        lib.ggml_backend_dev_count.argtypes = []
+        lib.ggml_backend_dev_count.restype = ctypes.c_size_t
+        lib.ggml_backend_dev_get.argtypes = [ctypes.c_size_t]
+        lib.ggml_backend_dev_get.restype = ctypes.c_void_p
+        base = ggml_base()
+        for fn in ("ggml_backend_dev_name", "ggml_backend_dev_description"):
+            getattr(base, fn).argtypes = [ctypes.c_void_p]
+            getattr(base, fn).restype = ctypes.c_char_p
+        base.ggml_backend_dev_type.argtypes = [ctypes.c_void_p]
+        base.ggml_backend_dev_type.restype = ctypes.c_int
+        base.ggml_backend_dev_memory.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_size_t),
+                                                 ctypes.POINTER(ctypes.c_size_t)]
+        base.ggml_backend_dev_memory.restype = None
+        _ggml = lib
+    return _ggml
+
+
+def devices() -> list[Device]:
+    """Every device this llama-cpp-python build registered (the CPU last, as ggml orders them).
+    Call after :func:`ensure_backend` (which loads the backends)."""
+    lib = require()
+    with _lock:
+        lib.llama_supports_gpu_offload()  # loads the backends if nothing registered them yet
+        g = _load_ggml()
+        base = ggml_base()
+        out = []
+        for i in range(int(g.ggml_backend_dev_count())):
+            dev = g.ggml_backend_dev_get(i)
+            if not dev:
+                continue
+            free, total = ctypes.c_size_t(0), ctypes.c_size_t(0)
+            base.ggml_backend_dev_memory(dev, ctypes.byref(free), ctypes.byref(total))
+            kind = int(base.ggml_backend_dev_type(dev))
+            out.append(Device(
+                name=(base.ggml_backend_dev_name(dev) or b"?").decode("utf-8", "replace"),
+                description=(base.ggml_backend_dev_description(dev) or b"").decode("utf-8", "replace").strip(),
+                kind=_DEVICE_KINDS[kind] if 0 <= kind < len(_DEVICE_KINDS) else str(kind),
+                memory_total=int(total.value),
+                memory_free=int(free.value),
+            ))
+        return out

@@ -39,7 +39,20 @@ def _routing_mode(routing) -> str | None:
     raise BackendError(f"routing must be True, False, 'auto', 'native' or 'python', not {routing!r}")
 
 
-def _load_failure(path: Path, log: str) -> BackendError:
+def _gpu_memory_hint(log: str, n_gpu_layers: int) -> str | None:
+    """When a load or context creation with layers offloaded failed for want of device memory:
+    what to do about it (one line), else None."""
+    if n_gpu_layers == 0 or not re.search(r"out of memory|unable to allocate|failed to allocate", log, re.I):
+        return None
+    layers = "every layer" if n_gpu_layers < 0 else f"{n_gpu_layers} layers"
+    return (f"the GPU has too little free memory for {layers} and the context "
+            "(--n-gpu-layers N offloads fewer, 0 runs on the CPU; a smaller --ctx needs less)")
+
+
+def _load_failure(path: Path, log: str, n_gpu_layers: int = 0) -> BackendError:
+    hint = _gpu_memory_hint(log, n_gpu_layers)
+    if hint:
+        return BackendError(f"llama.cpp cannot load {path.name}: {hint}")
     m = re.search(r"unknown model architecture: '([^']*)'", log)
     if m:
         return BackendError(
@@ -261,6 +274,19 @@ class LlamaTarget(PieceVocab):
             self._n_past = n_keep
 
 
+def _offload_report(n_gpu_layers: int, load_log: str) -> dict:
+    """Where the model's layers went: ``device`` ("cpu", or the GPU(s) llama.cpp offloads to, e.g.
+    "CUDA0 (NVIDIA H100 80GB HBM3)") and ``offloaded_layers`` ("9/9", as llama.cpp's load log
+    counts them: the repeating layers plus the output layer)."""
+    m = re.findall(r"offloaded (\d+)/(\d+) layers to GPU", load_log)
+    done, total = (int(m[-1][0]), int(m[-1][1])) if m else (0, 0)
+    gpus = [d for d in _lib.devices() if d.offloads] if n_gpu_layers != 0 else []
+    out: dict = {"device": ", ".join(d.label() for d in gpus) if gpus and done > 0 else "cpu"}
+    if m:
+        out["offloaded_layers"] = f"{done}/{total}"
+    return out
+
+
 def resolve_gpu_layers(requested: int | None, offload_supported: bool) -> int:
     """Layers to offload: what was asked for, else every layer (-1) on a build that can offload
     (as llama-server does) and 0 on a CPU-only build."""
@@ -326,9 +352,10 @@ def load_target(
     with _lib.quiet_stderr():
         model = llc.llama_model_load_from_file(os.fsencode(p), mp)
     if not model:
-        raise _load_failure(p, _lib.log_since(mark))
+        raise _load_failure(p, _lib.log_since(mark), n_gpu_layers)
     t._model = model
     t._closed = False
+    t._offload = _offload_report(n_gpu_layers, _lib.log_since(mark))
     try:
         _init_target(t, llc, hdr, p, n_ctx, nb, n_threads, n_gpu_layers, mode, kv_f32, flash_attn)
     except BaseException:
@@ -381,10 +408,8 @@ def _init_target(t, llc, hdr, p, n_ctx, nb, n_threads, n_gpu_layers, mode, kv_f3
     if not ctx:
         log = _lib.log_since(mark)
         lines = [ln.strip() for ln in log.splitlines() if "error" in ln.lower() or "failed" in ln.lower()]
-        raise BackendError(
-            f"llama.cpp cannot create a context for {p.name} (n_ctx={n_ctx}): "
-            f"{lines[-1] if lines else 'see ' + str(_lib.log_path())}"
-        )
+        why = _gpu_memory_hint(log, n_gpu_layers) or (lines[-1] if lines else "see " + str(_lib.log_path()))
+        raise BackendError(f"llama.cpp cannot create a context for {p.name} (n_ctx={n_ctx}): {why}")
     t._ctx = ctx
     t._mem = llc.llama_get_memory(ctx)
     t._n_ctx = min(n_ctx, int(llc.llama_n_ctx(ctx)))
@@ -418,6 +443,7 @@ def _init_target(t, llc, hdr, p, n_ctx, nb, n_threads, n_gpu_layers, mode, kv_f3
         "n_threads": n_threads,
         "n_gpu_layers": n_gpu_layers,
         "gpu_offload_supported": bool(llc.llama_supports_gpu_offload()),
+        **t._offload,
         "routing": t._capture.mode if t._capture is not None else ("off" if moe_layers else "dense"),
         "kv_type": "f32" if kv_f32 else "f16",
         "flash_attn": bool(flash_attn),
@@ -499,6 +525,11 @@ def read_gguf_info(path: str | os.PathLike, *, fingerprint: bool = True) -> Mode
                     fp = vocab_fingerprint(_vocab_pieces(llc, vocab, n_vocab))
                 finally:
                     llc.llama_model_free(model)
+            # where a load would put the layers (every layer on these, unless --n-gpu-layers)
+            extra["offload_devices"] = [
+                {"name": d.name, "description": d.description, "memory_total": d.memory_total}
+                for d in _lib.devices() if d.offloads
+            ]
         except BackendError as e:
             extra["load_error"] = str(e)
     return ModelInfo(

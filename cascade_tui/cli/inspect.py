@@ -68,6 +68,11 @@ def inspect(
         ("parameters", f"{report['n_params']:,}"),
         ("file size", f"{report['file_size'] / 2**20:.1f} MiB"),
     ]
+    devs = report["extra"].get("offload_devices")
+    if devs is not None:
+        rows.append(("GPU offload", "\n".join(
+            f"{d['name']}: {d['description']} ({d['memory_total'] / 2**30:.1f} GiB)" for d in devs)
+            + "\nevery layer unless --n-gpu-layers N" if devs else "none (a CPU-only llama-cpp-python build, or no GPU visible)"))
     if "draft" in report:
         d = report["draft"]
         rows.append(("drafter", f"{d['path']}: " + ("compatible" if d["compatible"] else f"NOT compatible: {d['problem']}")))

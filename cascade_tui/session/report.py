@@ -14,6 +14,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Iterable
 
+from cascade_tui.machine import where_text
 from cascade_tui.policy import shown_phase
 from cascade_tui.stats import RunStats, run_summary, stats_by_turn, total_stats
 from cascade_tui.stats import fmt as _fmt
@@ -157,7 +158,7 @@ def to_markdown(header: dict, events: list, path: str) -> str:
         f"{model.get('n_expert')} experts top-{model.get('n_expert_used')}, sha256 {str(model.get('sha256'))[:12]})",
         f"- drafter: `{draft.get('name')}`",
         f"- policy: `{pol.get('name')}` " + " ".join(f"{k}={v}" for k, v in (pol.get("params") or {}).items()),
-        f"- machine: {mach.get('cpu', '?')}, {mach.get('threads', '?')} threads",
+        f"- machine: {where_text(mach)}",
         "",
         "## Statistics",
         "",

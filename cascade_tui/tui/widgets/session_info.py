@@ -8,6 +8,8 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
+from cascade_tui.machine import where_text
+
 
 def _name(p) -> str:
     return Path(str(p)).name if p else "?"
@@ -28,7 +30,7 @@ def summary_line(header: dict) -> Text:
     t.append(_name(name) if "/" in str(name) or str(name).endswith(".gguf") else str(name))
     t.append("  policy ", style="dim")
     t.append(str(pol.get("name", "?")))
-    t.append(f"  {mach.get('cpu', '?')}, {mach.get('threads', '?')} threads", style="dim")
+    t.append(f"  {where_text(mach)}", style="dim")
     return t
 
 
@@ -55,6 +57,9 @@ class SessionInfo(Static):
             t.add_row("generation", ", ".join(f"{k}={v}" for k, v in gen.items()))
         t.add_row("machine", f"{mach.get('cpu', '?')}\n{mach.get('cores', '?')} cores, {mach.get('threads', '?')} threads, "
                              f"{mach.get('platform', '')}")
+        if mach.get("device") and str(mach["device"]).lower() != "cpu":
+            t.add_row("offload", f"{mach['device']}" + (f"\n{mach['offloaded_layers']} layers"
+                                                        if mach.get("offloaded_layers") else ""))
         t.add_row("recorded", f"{header.get('created', '?')} by cascade-tui {header.get('tool_version', '?')}")
         if path:
             t.add_row("file", path)
