@@ -35,8 +35,10 @@ PROMPT = "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n
 
 
 def measure(target, sizes: list[int], pairs: int, prompt: str = PROMPT) -> list[dict]:
-    """Per n: median eval time with capture on (its callback's own time subtracted) and off, and
-    the median paired difference, over ``pairs`` alternating pairs."""
+    """Per n, over ``pairs`` alternating pairs: the median eval time with capture on (its
+    callback's own time subtracted) and off, the median paired difference (``split_ms``, the
+    graph split), the callback's median own time (``callback_ms``, the copy of the experts) and
+    both together as a share of the eval without capture (``total_share``: what capture costs)."""
     ctx = target.tokenize(prompt)
     target.truncate(0)
     target.eval(ctx)
@@ -46,6 +48,7 @@ def measure(target, sizes: list[int], pairs: int, prompt: str = PROMPT) -> list[
         toks = (ctx * (n // max(len(ctx), 1) + 1))[:n]
         on: list[float] = []
         off: list[float] = []
+        cb: list[float] = []
         for r in range(pairs):
             order = ((True, on), (False, off)) if r % 2 == 0 else ((False, off), (True, on))
             for flag, acc in order:
@@ -53,11 +56,16 @@ def measure(target, sizes: list[int], pairs: int, prompt: str = PROMPT) -> list[
                 t0 = time.perf_counter()
                 res = target.eval(toks)
                 acc.append(time.perf_counter() - t0 - (res.capture_s if flag else 0.0))
+                if flag:
+                    cb.append(res.capture_s)
                 target.truncate(base)
         diff = statistics.median(a - b for a, b in zip(on, off))
         off_ms = 1e3 * statistics.median(off)
+        cb_ms = 1e3 * statistics.median(cb)
         out.append({"n": n, "on_ms": round(1e3 * statistics.median(on), 4), "off_ms": round(off_ms, 4),
-                    "split_ms": round(1e3 * diff, 4), "split_share": round(1e3 * diff / off_ms, 4) if off_ms else None})
+                    "split_ms": round(1e3 * diff, 4), "split_share": round(1e3 * diff / off_ms, 4) if off_ms else None,
+                    "callback_ms": round(cb_ms, 4),
+                    "total_share": round((1e3 * diff + cb_ms) / off_ms, 4) if off_ms else None})
     target.set_routing(True)
     return out
 
@@ -103,10 +111,12 @@ def main(argv: list[str] | None = None) -> int:
         models.close()
     print(f"routing capture ({mode}): graph-split cost per eval, {a.pairs} alternating pairs, "
           f"{a.threads} thread(s), {models.model_path}")
-    print(f"{'n':>4} {'on ms':>9} {'off ms':>9} {'split ms':>9} {'share':>7}")
+    print(f"{'n':>4} {'on ms':>9} {'off ms':>9} {'split ms':>9} {'share':>7} {'callback ms':>12} {'total':>7}")
     for r in rows:
         share = "-" if r["split_share"] is None else f"{r['split_share']:.1%}"
-        print(f"{r['n']:>4} {r['on_ms']:>9.3f} {r['off_ms']:>9.3f} {r['split_ms']:>9.3f} {share:>7}")
+        total = "-" if r["total_share"] is None else f"{r['total_share']:.1%}"
+        print(f"{r['n']:>4} {r['on_ms']:>9.3f} {r['off_ms']:>9.3f} {r['split_ms']:>9.3f} {share:>7} "
+              f"{r['callback_ms']:>12.3f} {total:>7}")
     if len(rows) >= 2:
         lo, hi = rows[0], rows[-1]
         if lo["off_ms"] and hi["off_ms"]:

@@ -321,6 +321,8 @@ def test_bench_capture_split_script_measures_capture_on_and_off(pair, tmp_path, 
     for r in data["rows"]:
         assert r["on_ms"] > 0 and r["off_ms"] > 0
         assert r["split_share"] == pytest.approx(r["split_ms"] / r["off_ms"], abs=1e-3)
+        assert r["callback_ms"] > 0  # the callback copied the experts of every capture-on eval
+        assert r["total_share"] == pytest.approx((r["split_ms"] + r["callback_ms"]) / r["off_ms"], abs=1e-3)
     assert mod.main(["--model", str(pair.target), "--sizes", "0"]) == 2
     assert "positive token counts" in capsys.readouterr().err
 
