@@ -4,6 +4,7 @@
 #
 #   scripts/offload_check.sh vulkan [pytest args]   # any Debian/Ubuntu machine, no GPU needed
 #   scripts/offload_check.sh cuda   [pytest args]   # a CUDA host (nvcc on PATH)
+#   scripts/offload_check.sh cuda --build-only      # build (or find) it, print its folder, run nothing
 #
 # vulkan: ggml's Vulkan backend on Mesa's lavapipe (llvmpipe), a Vulkan driver that runs on the
 #   CPU. llama.cpp sees it as a GPU, so every offload path runs for real: layers in device buffers,
@@ -28,8 +29,10 @@ cd "$(dirname "$0")/.."
 backend="${1:-}"
 case "$backend" in
     vulkan|cuda) shift ;;
-    *) echo "usage: scripts/offload_check.sh vulkan|cuda [pytest args]" >&2; exit 2 ;;
+    *) echo "usage: scripts/offload_check.sh vulkan|cuda [--build-only] [pytest args]" >&2; exit 2 ;;
 esac
+build_only=""
+if [ "${1:-}" = "--build-only" ]; then build_only=1; shift; fi
 PY="${PYTHON:-python}"
 ver=$("$PY" - <<'EOF'
 import re, pathlib
@@ -95,6 +98,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$ver $cmake_args" ] || [ ! -d "$
     echo "built in $(( $(date +%s) - start )) s" >&2
 fi
 export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
+if [ -n "$build_only" ]; then echo "$site"; exit 0; fi
 "$PY" - <<'EOF' || unavailable "the build loads but sees no GPU device"
 import backends.llamacpp as L
 L.lib.ensure_backend()
