@@ -138,7 +138,7 @@ def test_the_header_says_where_the_layers_ran():
     """A recording made on a GPU names the device and the offloaded layers, in the TUI's header
     line, its session panel and the markdown export; a CPU run names the CPU and its threads."""
     from cascade_tui.session.report import to_markdown
-    from cascade_tui.tui.widgets.session_info import summary_line
+    from cascade_tui.tui.widgets.session_info import header_rows, summary_line
 
     cpu = {"cpu": "AMD EPYC", "threads": 1, "n_gpu_layers": 0, "device": "cpu"}
     gpu = {"cpu": "AMD EPYC", "threads": 1, "n_gpu_layers": -1, "device": "CUDA0: NVIDIA H100 80GB HBM3",
@@ -152,3 +152,8 @@ def test_the_header_says_where_the_layers_ran():
     md = to_markdown({**header, "machine": gpu}, [], "s.cascade.jsonl")
     assert "- machine: CUDA0: NVIDIA H100 80GB HBM3, 33/33 layers" in md
     assert "- machine: AMD EPYC, 1 threads" in to_markdown({**header, "machine": cpu}, [], "s.cascade.jsonl")
+    rows = dict(header_rows({**header, "machine": gpu, "created": "2026-12-07T05:00:00Z", "tool_version": "0.1.0"}))
+    assert rows["offload"] == "CUDA0: NVIDIA H100 80GB HBM3\n33/33 layers"
+    assert rows["recorded"] == "2026-12-07T05:00:00Z by cascade-tui 0.1.0"
+    rows = dict(header_rows({**header, "machine": cpu}))  # a live session run with --no-record
+    assert "offload" not in rows and rows["recorded"] == "no (--no-record)"

@@ -276,7 +276,7 @@ class LlamaTarget(PieceVocab):
 
 def _offload_report(n_gpu_layers: int, load_log: str) -> dict:
     """Where the model's layers went: ``device`` ("cpu", or the GPU(s) llama.cpp offloads to, e.g.
-    "CUDA0 (NVIDIA H100 80GB HBM3)") and ``offloaded_layers`` ("9/9", as llama.cpp's load log
+    "CUDA0: NVIDIA H100 80GB HBM3") and ``offloaded_layers`` ("9/9", as llama.cpp's load log
     counts them: the repeating layers plus the output layer)."""
     m = re.findall(r"offloaded (\d+)/(\d+) layers to GPU", load_log)
     done, total = (int(m[-1][0]), int(m[-1][1])) if m else (0, 0)

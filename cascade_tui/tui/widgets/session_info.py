@@ -40,27 +40,38 @@ class SessionInfo(Static):
     """
 
     def show_header(self, header: dict, path: str | None = None) -> None:
-        m = header.get("model") or {}
-        d = header.get("draft") or {}
-        pol = header.get("policy") or {}
-        mach = header.get("machine") or {}
-        gen = header.get("generation") or {}
         t = Table.grid(padding=(0, 2))
         t.add_column(style="bold", no_wrap=True)
         t.add_column()
-        t.add_row("model", f"{m.get('path', '?')}\n{m.get('arch', '?')}, {m.get('n_layer', '?')} layers, "
-                           f"{m.get('n_expert', 0)} experts top-{m.get('n_expert_used', 0)}, "
-                           f"sha256 {str(m.get('sha256') or m.get('fingerprint') or '?')[:16]}")
-        t.add_row("drafter", str(d.get("name", "?")) + (f"\n{d.get('arch')}, {d.get('n_layer')} layers" if d.get("arch") else ""))
-        t.add_row("policy", f"{pol.get('name', '?')}\n" + ", ".join(f"{k}={v}" for k, v in (pol.get("params") or {}).items()))
-        if gen:
-            t.add_row("generation", ", ".join(f"{k}={v}" for k, v in gen.items()))
-        t.add_row("machine", f"{mach.get('cpu', '?')}\n{mach.get('cores', '?')} cores, {mach.get('threads', '?')} threads, "
-                             f"{mach.get('platform', '')}")
-        if mach.get("device") and str(mach["device"]).lower() != "cpu":
-            t.add_row("offload", f"{mach['device']}" + (f"\n{mach['offloaded_layers']} layers"
-                                                        if mach.get("offloaded_layers") else ""))
-        t.add_row("recorded", f"{header.get('created', '?')} by cascade-tui {header.get('tool_version', '?')}")
-        if path:
-            t.add_row("file", path)
+        for row in header_rows(header, path):
+            t.add_row(*row)
         self.update(t)
+
+
+def header_rows(header: dict, path: str | None = None) -> list[tuple[str, str]]:
+    """The session panel's rows: model, drafter, policy, generation, machine, GPU offload,
+    recording."""
+    m = header.get("model") or {}
+    d = header.get("draft") or {}
+    pol = header.get("policy") or {}
+    mach = header.get("machine") or {}
+    gen = header.get("generation") or {}
+    rows = [
+        ("model", f"{m.get('path', '?')}\n{m.get('arch', '?')}, {m.get('n_layer', '?')} layers, "
+                  f"{m.get('n_expert', 0)} experts top-{m.get('n_expert_used', 0)}, "
+                  f"sha256 {str(m.get('sha256') or m.get('fingerprint') or '?')[:16]}"),
+        ("drafter", str(d.get("name", "?")) + (f"\n{d.get('arch')}, {d.get('n_layer')} layers" if d.get("arch") else "")),
+        ("policy", f"{pol.get('name', '?')}\n" + ", ".join(f"{k}={v}" for k, v in (pol.get("params") or {}).items())),
+    ]
+    if gen:
+        rows.append(("generation", ", ".join(f"{k}={v}" for k, v in gen.items())))
+    rows.append(("machine", f"{mach.get('cpu', '?')}\n{mach.get('cores', '?')} cores, {mach.get('threads', '?')} threads, "
+                            f"{mach.get('platform', '')}"))
+    if mach.get("device") and str(mach["device"]).lower() != "cpu":
+        rows.append(("offload", f"{mach['device']}" + (f"\n{mach['offloaded_layers']} layers"
+                                                       if mach.get("offloaded_layers") else "")))
+    rows.append(("recorded", f"{header['created']} by cascade-tui {header.get('tool_version', '?')}"
+                 if header.get("created") else "no (--no-record)"))
+    if path:
+        rows.append(("file", path))
+    return rows
