@@ -95,6 +95,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$ver $cmake_args" ] || [ ! -d "$
     CMAKE_ARGS="$cmake_args" "$PY" -m pip install -q --no-deps --no-cache-dir $nobi --target "$site" "$src" \
         > "$dir/build.log" 2>&1 || { tail -30 "$dir/build.log" >&2; unavailable "the build failed (log: $dir/build.log)"; }
     echo "$ver $cmake_args" > "$stamp"
+    [ -n "${LLAMA_SDIST:-}" ] || rm -f "$src"  # the download (77 MB) is not needed any more
     echo "built in $(( $(date +%s) - start )) s" >&2
 fi
 export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
