@@ -225,6 +225,9 @@ def run_summary(stats: RunStats, header: Mapping, session_path: str | None) -> d
         "draft": (header.get("draft") or {}).get("name"),
         "policy": stats.policy or (header.get("policy") or {}).get("name"),
         "temperature": stats.temperature,
+        # where the target's layers ran: "cpu", or the GPU(s) and how many layers went there
+        "device": (header.get("machine") or {}).get("device"),
+        "offloaded_layers": (header.get("machine") or {}).get("offloaded_layers"),
         "session": session_path,
     })
     return out

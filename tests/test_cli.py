@@ -106,6 +106,11 @@ def test_run_json_fields_and_session_recording(models, tmp_path):
     assert [e["seq"] for e in lines[1:]] == list(range(len(lines) - 1))
     assert head["model"]["sha256"] == hashlib.sha256(Path(models["qwen3moe"]).read_bytes()).hexdigest()
     assert head["machine"]["threads"] == 1 and head["generation"]["max_tokens"] == 24
+    # where the layers ran, in the recording and in run --json (tests/test_gpu_offload.py: a GPU)
+    assert out["device"] == head["machine"]["device"]
+    assert out["offloaded_layers"] == head["machine"].get("offloaded_layers")
+    if not backends.llamacpp.lib.llc.llama_supports_gpu_offload():
+        assert out["device"] == "cpu" and out["offloaded_layers"] is None
     # the statistics computed from the recording are the ones run --json printed
     from cascade_tui.session import read_session
     from cascade_tui.stats import run_summary, total_stats
@@ -131,12 +136,11 @@ def test_inspect(models):
     assert info["moe_layers"] == [0, 1] and info["n_vocab"] == 2048
     # the devices a load would offload to: none on a CPU-only build (tests/test_gpu_offload.py
     # checks a build that offloads)
-    import backends.llamacpp as L
-
-    L.lib.ensure_backend()
+    lib = backends.llamacpp.lib
+    lib.ensure_backend()
     assert info["extra"]["offload_devices"] == [
         {"name": d.name, "description": d.description, "memory_total": d.memory_total}
-        for d in L.lib.devices() if d.offloads]
+        for d in lib.devices() if d.offloads]
     p = cli("inspect", models["llama"], "--draft", models["draft"], check=0)
     assert "compatible" in p.stdout and "NOT" not in p.stdout
     assert "GPU offload" in p.stdout

@@ -106,6 +106,7 @@ def test_speculation_through_the_offloaded_demo_equals_plain_decoding(tmp_path):
     assert mach["n_gpu_layers"] == -1 and mach["device"] != "cpu"
     done, total = mach["offloaded_layers"].split("/")
     assert done == total
+    assert (plain["device"], plain["offloaded_layers"]) == (mach["device"], mach["offloaded_layers"])
     assert plain["generated_tokens"] == 48
     drafted = 0
     for policy in ("static:4", "learned", "cascade"):
@@ -115,7 +116,7 @@ def test_speculation_through_the_offloaded_demo_equals_plain_decoding(tmp_path):
         drafted += out["drafted_tokens"]
     assert drafted > 0  # speculation really ran (static:4 drafts every iteration)
     cpu, header0 = _cli_run(tmp_path, "static:4", "--n-gpu-layers", "0")
-    assert header0["machine"]["device"] == "cpu"
+    assert header0["machine"]["device"] == "cpu" and cpu["device"] == "cpu"
     assert cpu["generated_tokens"] == 48
 
 
