@@ -21,7 +21,7 @@ out="${OUT:-$PWD/gpu-out}"
 mkdir -p "$out"
 exec > >(tee -a "$out/$stage.log") 2>&1
 start=$(date +%s)
-left() { echo $(( ${BUDGET_S:-570} - ($(date +%s) - start) )); }
+left() { local l=$(( ${BUDGET_S:-570} - ($(date +%s) - start) )); [ "$l" -gt 5 ] && echo "$l" || echo 5; }
 step() { echo; echo "== $* ($(( $(date +%s) - start )) s)"; }
 PY="${PYTHON:-python3}"
 export PYTHON="$PY"
