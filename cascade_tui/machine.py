@@ -46,12 +46,18 @@ def machine_info(threads: int | None = None, target_extra: dict | None = None) -
     return out
 
 
+def offload_device(machine: dict) -> str | None:
+    """The GPU(s) a run's layers went to (``machine_info``'s dict), None when it ran on the CPU."""
+    dev = machine.get("device")
+    return None if not dev or str(dev).lower() == "cpu" else str(dev)
+
+
 def where_text(machine: dict) -> str:
     """Where a run computed, in a few words: the CPU and its threads, or the GPU the layers were
     offloaded to (``machine_info``'s dict, as session headers and bench reports carry it)."""
     cpu = f"{machine.get('cpu', '?')}, {machine.get('threads', '?')} threads"
-    dev = machine.get("device")
-    if not dev or str(dev).lower() == "cpu":
+    dev = offload_device(machine)
+    if dev is None:
         return cpu
     layers = machine.get("offloaded_layers")
     return f"{dev}" + (f", {layers} layers" if layers else "") + f" (CPU: {cpu})"

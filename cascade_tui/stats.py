@@ -219,6 +219,7 @@ def total_stats(events: Iterable[Event]) -> RunStats:
 def run_summary(stats: RunStats, header: Mapping, session_path: str | None) -> dict:
     """The object ``run --json`` prints: the statistics plus what ran (from the session header)."""
     out = stats.to_dict()
+    machine = header.get("machine") or {}
     out.update({
         "model": (header.get("model") or {}).get("path"),
         "backend": header.get("backend"),
@@ -226,8 +227,8 @@ def run_summary(stats: RunStats, header: Mapping, session_path: str | None) -> d
         "policy": stats.policy or (header.get("policy") or {}).get("name"),
         "temperature": stats.temperature,
         # where the target's layers ran: "cpu", or the GPU(s) and how many layers went there
-        "device": (header.get("machine") or {}).get("device"),
-        "offloaded_layers": (header.get("machine") or {}).get("offloaded_layers"),
+        "device": machine.get("device"),
+        "offloaded_layers": machine.get("offloaded_layers"),
         "session": session_path,
     })
     return out

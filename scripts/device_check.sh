@@ -16,6 +16,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 stage="${1:-tests}"
+case "$stage" in tests|bench) ;; *) echo "usage: scripts/device_check.sh tests|bench" >&2; exit 2 ;; esac
 backend="${BACKEND:-cuda}"
 out="${OUT:-$PWD/gpu-out}"
 mkdir -p "$out"
@@ -45,16 +46,10 @@ else
 fi
 
 step "llama-cpp-python with $backend"
-site=$(bash scripts/offload_check.sh "$backend" --build-only | tail -1) || { echo "build failed"; exit 1; }
+# builds (or finds) it, lists the devices it sees on stderr, prints its folder
+site=$(bash scripts/offload_check.sh "$backend" --build-only | tail -1) || { echo "build failed, or no GPU seen"; exit 1; }
 [ -d "$site/llama_cpp" ] || { echo "build failed: $site"; exit 1; }
 export PYTHONPATH="$site:$PYTHONPATH"
-"$PY" - <<'EOF'
-import backends.llamacpp as L
-L.lib.ensure_backend()
-print("offload supported:", bool(L.lib.llc.llama_supports_gpu_offload()))
-for d in L.lib.devices():
-    print(f"  {d.kind:5} {d.label()}  {d.memory_total / 2**30:.1f} GiB")
-EOF
 
 capture() {  # model, label
     step "routing capture cost: $2"
@@ -69,7 +64,7 @@ if [ "$stage" = tests ]; then
     echo "pytest exit: $?"
     demo=$("$PY" -c "from cascade_tui.demo import demo_default_target; print(demo_default_target())")
     capture "$demo" demo
-elif [ "$stage" = bench ]; then
+else  # bench
     size="${SIZE:-gpu}"; [ "$backend" = cuda ] || size=tiny
     pairs="${PAIRS:-/tmp/cost-pair}"
     step "cost pair ($size): writing it (a few minutes for the 23 GB one)"
@@ -84,7 +79,5 @@ print(write_cost_pair(Path(sys.argv[1]) / sys.argv[2], size=sys.argv[2], agreeme
     timeout "$(left)" "$PY" scripts/bench_cost_pairs.py --size "$size" --pairs "$pairs" --out "$out/pair-bench" \
         --agreements 0.95,0.5 --phased "" --tokens 64 --prompts 3 \
         --policies off,static:2,static:4,static:8,static:16,heuristic,cascade,learned
-else
-    echo "usage: scripts/device_check.sh tests|bench"; exit 2
 fi
 step "done"

@@ -34,12 +34,7 @@ esac
 build_only=""
 if [ "${1:-}" = "--build-only" ]; then build_only=1; shift; fi
 PY="${PYTHON:-python}"
-ver=$("$PY" - <<'EOF'
-import re, pathlib
-m = re.search(r'"llama-cpp-python==([^"]+)"', pathlib.Path("pyproject.toml").read_text())
-print(m.group(1) if m else "")
-EOF
-)
+ver=$(sed -n 's/.*"llama-cpp-python==\([^"]*\)".*/\1/p' pyproject.toml)
 [ -n "$ver" ] || { echo "error: pyproject.toml pins no llama-cpp-python version" >&2; exit 2; }
 dir="${OFFLOAD_DIR:-$HOME/.cache/cascade-tui/offload/$backend-$ver}"
 site="$dir/site"
@@ -99,8 +94,8 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$ver $cmake_args" ] || [ ! -d "$
     echo "built in $(( $(date +%s) - start )) s" >&2
 fi
 export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
-if [ -n "$build_only" ]; then echo "$site"; exit 0; fi
-"$PY" - <<'EOF' || unavailable "the build loads but sees no GPU device"
+# the devices it sees (on stderr: with --build-only, stdout is the folder alone)
+"$PY" - <<'EOF' >&2 || unavailable "the build loads but sees no GPU device"
 import backends.llamacpp as L
 L.lib.ensure_backend()
 assert L.lib.llc.llama_supports_gpu_offload(), "the offload build sees no GPU device"
@@ -108,4 +103,5 @@ print("llama-cpp-python from", L.lib.lib_dir())
 for d in L.lib.devices():
     print(f"  {d.kind:5} {d.label()}  {d.memory_total / 2**30:.1f} GiB")
 EOF
+if [ -n "$build_only" ]; then echo "$site"; exit 0; fi
 exec "$PY" -m pytest -p no:cacheprovider tests/test_gpu_offload.py tests/test_llamacpp_backend.py "$@"

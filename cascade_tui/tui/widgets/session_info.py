@@ -8,7 +8,7 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
-from cascade_tui.machine import where_text
+from cascade_tui.machine import offload_device, where_text
 
 
 def _name(p) -> str:
@@ -67,9 +67,9 @@ def header_rows(header: dict, path: str | None = None) -> list[tuple[str, str]]:
         rows.append(("generation", ", ".join(f"{k}={v}" for k, v in gen.items())))
     rows.append(("machine", f"{mach.get('cpu', '?')}\n{mach.get('cores', '?')} cores, {mach.get('threads', '?')} threads, "
                             f"{mach.get('platform', '')}"))
-    if mach.get("device") and str(mach["device"]).lower() != "cpu":
-        rows.append(("offload", f"{mach['device']}" + (f"\n{mach['offloaded_layers']} layers"
-                                                       if mach.get("offloaded_layers") else "")))
+    dev = offload_device(mach)
+    if dev is not None:
+        rows.append(("offload", dev + (f"\n{mach['offloaded_layers']} layers" if mach.get("offloaded_layers") else "")))
     rows.append(("recorded", f"{header['created']} by cascade-tui {header.get('tool_version', '?')}"
                  if header.get("created") else "no (--no-record)"))
     if path:
